@@ -1,0 +1,2 @@
+//! Shared library of cni-calico and cni-ipam: the CNI protocol layer, namespaces, netlink, sysctls, the store.
+pub mod store;

@@ -1,0 +1,1 @@
+//! Record store (owned by the IPAM work).
