@@ -1,2 +1,4 @@
 //! Shared library of cni-calico and cni-ipam: the CNI protocol layer, namespaces, netlink, sysctls, the store.
+pub mod cni;
+pub mod log;
 pub mod store;

@@ -1,0 +1,70 @@
+//! Running a delegated plugin (the IPAM plugin): found on CNI_PATH, same env and stdin, its result parsed.
+use super::env::{Command, Env};
+use super::error::{code, CniError};
+use super::result::CniResult;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// First `name` found in the CNI_PATH directories.
+pub fn find(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if name.is_empty() || name.contains('/') {
+        return Err(CniError::config(format!("invalid plugin type {name:?}")));
+    }
+    path.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| CniError::config(format!("failed to find plugin {name:?} in path {path:?}")))
+}
+
+/// Execs `plugin` for `command` with our own process environment (CNI_COMMAND overridden) and `stdin`.
+/// Returns the plugin's stdout on success, its error object on failure.
+pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+    let mut tries = 0;
+    let mut child = loop {
+        let spawned = std::process::Command::new(plugin)
+            .env("CNI_COMMAND", command.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
+        match spawned {
+            Ok(c) => break c,
+            // The binary is being replaced (libcni retries this too).
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50 * tries));
+            }
+            Err(e) => return Err(CniError::internal(format!("exec {}: {e}", plugin.display()))),
+        }
+    };
+    if let Some(mut si) = child.stdin.take() {
+        // A delegate that exits without reading stdin is its own error, reported through its exit status.
+        let _ = si.write_all(stdin);
+    }
+    let out = child.wait_with_output().map_err(|e| CniError::new(code::IO, format!("waiting for {}: {e}", plugin.display())))?;
+    if out.status.success() {
+        return Ok(out.stdout);
+    }
+    let name = plugin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Err(match serde_json::from_slice::<CniError>(&out.stdout) {
+        Ok(e) => e,
+        Err(_) => CniError::internal(format!("plugin {name} failed ({})", out.status))
+            .with_details(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+    })
+}
+
+/// IPAM ADD: the delegate's (abbreviated) result.
+pub fn ipam_add(ipam_type: &str, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
+    let plugin = find(ipam_type, &env.path)?;
+    let out = exec(&plugin, Command::Add, stdin)?;
+    let v: serde_json::Value = serde_json::from_slice(&out)
+        .map_err(|e| CniError::new(code::DECODE, format!("decoding result of IPAM plugin {ipam_type}: {e}")))?;
+    CniResult::from_value(&v).map_err(|e| CniError::new(code::DECODE, format!("decoding result of IPAM plugin {ipam_type}: {e}")))
+}
+
+/// IPAM DEL, CHECK, STATUS or GC: success or the delegate's error.
+pub fn ipam_call(ipam_type: &str, command: Command, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
+    let plugin = find(ipam_type, &env.path)?;
+    exec(&plugin, command, stdin).map(|_| ())
+}
