@@ -29,7 +29,6 @@ pub fn run(plugin: &impl Plugin) -> i32 {
     let mut stdin = Vec::new();
     let env = Env::from_process();
     let read = match &env {
-        Ok(e) if e.command == Command::Version => std::io::stdin().read_to_end(&mut stdin).map(|_| ()),
         Ok(_) => std::io::stdin().read_to_end(&mut stdin).map(|_| ()),
         Err(_) => Ok(()),
     };
@@ -55,6 +54,7 @@ pub fn dispatch(plugin: &impl Plugin, env: Env, stdin: Vec<u8>) -> (String, i32)
         Ok(r) => r,
         Err((e, ver)) => return (e.to_json(ver.as_deref()), 1),
     };
+    crate::log::init_from_config(&req.config);
     let _span = tracing::info_span!("cni", cmd = req.env.command.as_str(), cid = req.env.container_id()).entered();
     let outcome = match req.env.command {
         Command::Add => plugin.add(&req).map(|r| Some(r.to_json(&req.cni_version).to_string())),
