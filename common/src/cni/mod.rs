@@ -1,4 +1,5 @@
 //! The CNI protocol: environment, versions, results, errors, the verb dispatcher and delegation.
+pub mod config;
 pub mod delegate;
 pub mod env;
 pub mod error;

@@ -1,0 +1,271 @@
+//! The workload's wiring (calico.md §1.6): the veth pair, sysctls on both ends, the link-local gateway
+//! routes in the container and the /32 (/128) route to it on the host. Also its teardown and verification.
+use crate::error::{Context, Error};
+use common::netlink::{format_mac, is_exists, Link, Netlink, RouteSpec};
+use common::netns::NetNs;
+use common::sysctl;
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Every host veth carries this MAC; the container only ever ARPs for the gateway.
+pub const HOST_MAC: [u8; 6] = [0xee; 6];
+pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The link-local address the kernel derives from HOST_MAC (EUI-64).
+pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
+
+/// What to wire for one workload.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub host_if: String,
+    pub ifname: String,
+    pub mtu: u32,
+    pub ips: Vec<IpAddr>,
+    pub allow_ip_forwarding: bool,
+}
+
+impl Plan {
+    fn has_v4(&self) -> bool {
+        self.ips.iter().any(|ip| ip.is_ipv4())
+    }
+
+    fn has_v6(&self) -> bool {
+        self.ips.iter().any(|ip| ip.is_ipv6())
+    }
+}
+
+/// Host-masked address: /32 or /128.
+pub fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+/// Wires the workload; on failure nothing it created is left behind. Returns the container link.
+pub fn setup(container_ns: &NetNs, plan: &Plan) -> Result<Link, Error> {
+    let host_ns = NetNs::current().ctx(|| "opening host namespace".into())?;
+    let mut host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
+    // A stale host end from an earlier sandbox of the same pod takes the name we need.
+    if let Some(stale) = host.link_by_name(&plan.host_if).ctx(|| format!("looking up {}", plan.host_if))? {
+        tracing::info!(link = %plan.host_if, "deleting stale host link");
+        host.del_link(stale.index).ctx(|| format!("deleting stale link {}", plan.host_if))?;
+    }
+    let host_fd = host_ns.fd();
+    let container = container_ns.run(|| container_side(plan, host_fd)).ctx(|| "entering container namespace".into())??;
+    if let Err(e) = host_side(&mut host, plan) {
+        // Deleting the container end takes the host end and its routes with it.
+        let _ = container_ns.run(|| Netlink::open().and_then(|mut nl| nl.del_link(container.index)));
+        return Err(e);
+    }
+    Ok(container)
+}
+
+fn container_side(plan: &Plan, host_fd: i32) -> Result<Link, Error> {
+    let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
+    if nl.link_by_name(&plan.ifname).ctx(|| format!("looking up {}", plan.ifname))?.is_some() {
+        return Err(Error::IfExists(plan.ifname.clone()));
+    }
+    nl.add_veth(&plan.ifname, plan.mtu, &plan.host_if, host_fd, HOST_MAC)
+        .ctx(|| format!("creating veth {} with peer {} in the host namespace", plan.ifname, plan.host_if))?;
+    let link = nl
+        .link_by_name(&plan.ifname)
+        .ctx(|| format!("looking up {}", plan.ifname))?
+        .ok_or_else(|| Error::Check(format!("veth {} vanished after creation", plan.ifname)))?;
+    if let Err(e) = configure_container(&mut nl, &link, plan) {
+        let _ = nl.del_link(link.index);
+        return Err(e);
+    }
+    Ok(link)
+}
+
+fn configure_container(nl: &mut Netlink, link: &Link, plan: &Plan) -> Result<(), Error> {
+    let set = |key: String, value: &str| sysctl::write(&key, value).ctx(|| "container sysctl".into());
+    let forward = if plan.allow_ip_forwarding { "1" } else { "0" };
+    if plan.has_v6() {
+        // Before link up, or DAD holds the address tentative for a second.
+        set(format!("net/ipv6/conf/{}/accept_dad", plan.ifname), "0")?;
+        for scope in ["all", "default", "lo"] {
+            set(format!("net/ipv6/conf/{scope}/disable_ipv6"), "0")?;
+        }
+    }
+    nl.set_up(link.index).ctx(|| format!("setting {} up", plan.ifname))?;
+    if plan.has_v4() {
+        nl.add_route(&RouteSpec::link_scope(host_net(GATEWAY_V4.into()), link.index)).ctx(|| "adding route 169.254.1.1 dev scope link".into())?;
+        nl.add_route(&RouteSpec::via(default_net(false), GATEWAY_V4.into(), link.index)).ctx(|| "adding default route via 169.254.1.1".into())?;
+    }
+    if plan.has_v6() {
+        nl.add_route(&RouteSpec::via(default_net(true), GATEWAY_V6.into(), link.index)).ctx(|| format!("adding default route via {GATEWAY_V6}"))?;
+    }
+    for ip in &plan.ips {
+        nl.add_address(link.index, host_net(*ip)).ctx(|| format!("adding address {ip} to {}", plan.ifname))?;
+    }
+    if plan.has_v4() {
+        set("net/ipv4/ip_forward".into(), forward)?;
+    }
+    if plan.has_v6() {
+        set("net/ipv6/conf/all/forwarding".into(), forward)?;
+    }
+    Ok(())
+}
+
+/// The host-side sysctls of calico.md §1.7: (key, value, must succeed).
+fn host_sysctls(plan: &Plan) -> Vec<(String, &'static str, bool)> {
+    let i = &plan.host_if;
+    let mut v = Vec::new();
+    if plan.has_v4() {
+        v.push((format!("net/ipv4/conf/{i}/route_localnet"), "1", true));
+        v.push((format!("net/ipv4/neigh/{i}/proxy_delay"), "0", false));
+        v.push((format!("net/ipv4/conf/{i}/proxy_arp"), "1", true));
+        v.push((format!("net/ipv4/conf/{i}/forwarding"), "1", true));
+    }
+    if plan.has_v6() {
+        v.push((format!("net/ipv6/conf/{i}/accept_dad"), "0", true));
+        v.push((format!("net/ipv6/conf/{i}/disable_ipv6"), "0", true));
+        v.push((format!("net/ipv6/conf/{i}/proxy_ndp"), "1", true));
+        v.push((format!("net/ipv6/conf/{i}/forwarding"), "1", true));
+    }
+    v.push((format!("net/ipv6/conf/{i}/accept_ra"), "0", false));
+    v
+}
+
+fn host_side(host: &mut Netlink, plan: &Plan) -> Result<(), Error> {
+    let link = host
+        .link_by_name(&plan.host_if)
+        .ctx(|| format!("looking up {}", plan.host_if))?
+        .ok_or_else(|| Error::Check(format!("host end {} missing after veth creation", plan.host_if)))?;
+    for (key, value, required) in host_sysctls(plan) {
+        match sysctl::write(&key, value) {
+            Ok(()) => {}
+            Err(e) if required => return Err(Error::Kernel { what: "host sysctl".into(), source: e }),
+            Err(e) => tracing::warn!(error = %e, "optional host sysctl not set"),
+        }
+    }
+    host.set_up(link.index).ctx(|| format!("setting {} up", plan.host_if))?;
+    for ip in &plan.ips {
+        let route = RouteSpec::link_scope(host_net(*ip), link.index);
+        match host.add_route(&route) {
+            Ok(()) => {}
+            Err(e) if is_exists(&e) => ensure_route_is_ours(host, &route, &plan.host_if)?,
+            Err(e) => return Err(Error::Kernel { what: format!("adding host route {} dev {}", route.dst, plan.host_if), source: e }),
+        }
+    }
+    Ok(())
+}
+
+/// An existing route to the workload's address is fine on our link (Felix got there first), a conflict elsewhere.
+fn ensure_route_is_ours(host: &mut Netlink, route: &RouteSpec, host_if: &str) -> Result<(), Error> {
+    let routes = host.routes(route.dst.addr().is_ipv6()).ctx(|| "listing host routes".into())?;
+    let Some(existing) = routes.iter().find(|r| r.dst == route.dst && r.table == route.table) else {
+        return Err(Error::Check(format!("route {} reported as existing but not found", route.dst)));
+    };
+    if existing.oif == route.oif {
+        return Ok(());
+    }
+    let other = match existing.oif {
+        Some(idx) => host.links().ok().and_then(|ls| ls.into_iter().find(|l| l.index == idx)).map(|l| l.name).unwrap_or_else(|| format!("ifindex {idx}")),
+        None => "a route without interface".into(),
+    };
+    Err(Error::RouteConflict { dst: route.dst.to_string(), ours: host_if.into(), other })
+}
+
+fn default_net(v6: bool) -> IpNet {
+    if v6 {
+        IpNet::new(Ipv6Addr::UNSPECIFIED.into(), 0).unwrap_or_default()
+    } else {
+        IpNet::default()
+    }
+}
+
+/// Deletes `ifname` in the container; a link already gone is success.
+pub fn teardown(container_ns: &NetNs, ifname: &str) -> Result<(), Error> {
+    container_ns
+        .run(|| -> Result<(), Error> {
+            let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
+            if let Some(link) = nl.link_by_name(ifname).ctx(|| format!("looking up {ifname}"))? {
+                match nl.del_link(link.index) {
+                    Err(e) if !common::netlink::is_not_found(&e) => return Err(Error::Kernel { what: format!("deleting {ifname}"), source: e }),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .ctx(|| "entering container namespace".into())?
+}
+
+/// What CHECK expects to find, taken from the previous result.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub host_if: String,
+    pub ifname: String,
+    pub mac: Option<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+/// Verifies the wiring; the error names the first missing piece.
+pub fn verify(container_ns: &NetNs, exp: &Expected) -> Result<(), Error> {
+    let plan = Plan { host_if: exp.host_if.clone(), ifname: exp.ifname.clone(), mtu: 0, ips: exp.ips.clone(), allow_ip_forwarding: false };
+    container_ns.run(|| verify_container(&plan, exp)).ctx(|| "entering container namespace".into())??;
+    verify_host(&plan)
+}
+
+fn verify_container(plan: &Plan, exp: &Expected) -> Result<(), Error> {
+    let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
+    let link = nl
+        .link_by_name(&plan.ifname)
+        .ctx(|| format!("looking up {}", plan.ifname))?
+        .ok_or_else(|| Error::Check(format!("container interface {} not found", plan.ifname)))?;
+    if link.kind.as_deref() != Some("veth") {
+        return Err(Error::Check(format!("container interface {} is not a veth", plan.ifname)));
+    }
+    if let Some(mac) = &exp.mac {
+        if !mac.eq_ignore_ascii_case(&format_mac(&link.mac)) {
+            return Err(Error::Check(format!("container interface {} has MAC {}, expected {mac}", plan.ifname, format_mac(&link.mac))));
+        }
+    }
+    let addrs = nl.addresses(link.index).ctx(|| "listing container addresses".into())?;
+    for ip in &plan.ips {
+        if !addrs.contains(&host_net(*ip)) {
+            return Err(Error::Check(format!("address {} missing on container interface {}", host_net(*ip), plan.ifname)));
+        }
+    }
+    for v6 in [false, true] {
+        if (v6 && !plan.has_v6()) || (!v6 && !plan.has_v4()) {
+            continue;
+        }
+        let routes = nl.routes(v6).ctx(|| "listing container routes".into())?;
+        let gw: IpAddr = if v6 { GATEWAY_V6.into() } else { GATEWAY_V4.into() };
+        if !routes.iter().any(|r| r.dst.prefix_len() == 0 && r.gw == Some(gw) && r.oif == Some(link.index)) {
+            return Err(Error::Check(format!("default route via {gw} dev {} missing in container", plan.ifname)));
+        }
+        if !v6 && !routes.iter().any(|r| r.dst == host_net(gw) && r.oif == Some(link.index)) {
+            return Err(Error::Check(format!("route {gw} dev {} scope link missing in container", plan.ifname)));
+        }
+    }
+    Ok(())
+}
+
+fn verify_host(plan: &Plan) -> Result<(), Error> {
+    let mut host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
+    let link = host
+        .link_by_name(&plan.host_if)
+        .ctx(|| format!("looking up {}", plan.host_if))?
+        .ok_or_else(|| Error::Check(format!("host interface {} not found", plan.host_if)))?;
+    if !link.up {
+        return Err(Error::Check(format!("host interface {} is down", plan.host_if)));
+    }
+    for v6 in [false, true] {
+        let ips: Vec<_> = plan.ips.iter().filter(|ip| ip.is_ipv6() == v6).collect();
+        if ips.is_empty() {
+            continue;
+        }
+        let routes = host.routes(v6).ctx(|| "listing host routes".into())?;
+        for ip in ips {
+            if !routes.iter().any(|r| r.dst == host_net(*ip) && r.oif == Some(link.index)) {
+                return Err(Error::Check(format!("host route {} dev {} missing", host_net(*ip), plan.host_if)));
+            }
+        }
+    }
+    for (key, value, required) in host_sysctls(plan) {
+        if required && sysctl::read(&key).ok().as_deref() != Some(value) {
+            return Err(Error::Check(format!("host sysctl {} is not {value}", key.replace('/', "."))));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! Everything that can go wrong in cni-calico, each with the CNI error code it is reported with.
+use common::cni::{code, CniError};
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Cni(#[from] CniError),
+    #[error("container network namespace {path}: {source}")]
+    Netns { path: String, source: io::Error },
+    #[error("{what}: {source}")]
+    Kernel { what: String, source: io::Error },
+    #[error("interface {0} already exists in the container")]
+    IfExists(String),
+    #[error("route {dst} already exists for an interface other than {ours}: {other}")]
+    RouteConflict { dst: String, ours: String, other: String },
+    #[error("CHECK failed: {0}")]
+    Check(String),
+}
+
+impl From<Error> for CniError {
+    fn from(e: Error) -> CniError {
+        match e {
+            Error::Cni(c) => c,
+            Error::Netns { ref source, .. } if source.kind() == io::ErrorKind::NotFound => CniError::new(code::UNKNOWN_CONTAINER, e.to_string()),
+            Error::Netns { .. } => CniError::new(code::INVALID_NETNS, e.to_string()),
+            other => CniError::internal(other.to_string()),
+        }
+    }
+}
+
+/// Names the operation behind a kernel error.
+pub trait Context<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Kernel { what: what(), source })
+    }
+}
