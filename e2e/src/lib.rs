@@ -1,0 +1,1 @@
+//! End-to-end tests with real container runtimes (containerd, podman, a libcni client); see tests/.
