@@ -1,0 +1,252 @@
+//! Test and benchmark bed: a "node" netns playing the host (with an uplink, as a real host has), pod netns
+//! as containers, and plugin runs exactly as a runtime does them (env + stdin, IPAM found through CNI_PATH).
+//! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// True when the tests may build namespaces; in CI a missing privilege is a failure, not a skip.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test} needs root and CI must run it");
+    eprintln!("SKIP {test}: needs root (network namespaces)");
+    false
+}
+
+pub fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn try_ip(args: &[&str]) -> bool {
+    Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Where the workspace's binaries are built (CARGO_TARGET_DIR or ./target, debug unless BENCH_PROFILE says).
+pub fn target_dir() -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    base.join(std::env::var("CRS_PROFILE").unwrap_or_else(|_| "debug".into()))
+}
+
+/// A node netns with an uplink netns (default route through it), pods, a temp dir and a CNI bin dir.
+pub struct Node {
+    pub name: String,
+    pub uplink: String,
+    pub pods: Vec<String>,
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl Node {
+    pub fn new(tag: &str) -> Node {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let name = format!("crs-{tag}-{}-{n}", std::process::id());
+        let uplink = format!("{name}-up");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("bin dir");
+        let node = Node { name, uplink, pods: Vec::new(), dir, bin };
+        ip(&["netns", "add", &node.name]);
+        ip(&["netns", "add", &node.uplink]);
+        ip(&["-n", &node.name, "link", "add", "up0", "type", "veth", "peer", "name", "up1", "netns", &node.uplink]);
+        ip(&["-n", &node.name, "addr", "add", "192.0.2.1/24", "dev", "up0"]);
+        ip(&["-n", &node.name, "link", "set", "up0", "up"]);
+        ip(&["-n", &node.name, "link", "set", "lo", "up"]);
+        ip(&["-n", &node.uplink, "addr", "add", "192.0.2.2/24", "dev", "up1"]);
+        ip(&["-n", &node.uplink, "link", "set", "up1", "up"]);
+        ip(&["-n", &node.name, "route", "add", "default", "via", "192.0.2.2"]);
+        // IPv6 forwarding is only global in the kernel; on a Calico node Felix turns it on, here the test does.
+        ip(&["netns", "exec", &node.name, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"]);
+        for p in ["cni-calico", "cni-ipam"] {
+            node.install(p, &target_dir().join(p));
+        }
+        for p in ["host-local", "tuning", "portmap", "ptp"] {
+            node.install(p, &Path::new("/usr/lib/cni").join(p));
+        }
+        node
+    }
+
+    /// Makes `from` available as plugin `name` in this node's CNI_PATH.
+    pub fn install(&self, name: &str, from: &Path) {
+        if from.exists() {
+            std::os::unix::fs::symlink(from, self.bin.join(name)).expect("symlink plugin");
+        }
+    }
+
+    /// A new pod netns; removed with the node.
+    pub fn pod(&mut self) -> String {
+        let name = format!("{}-p{}", self.name, self.pods.len());
+        ip(&["netns", "add", &name]);
+        self.pods.push(name.clone());
+        name
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs `plugin` from the node netns the way a runtime does.
+    pub fn run(&self, plugin: &str, cmd: &str, cid: &str, pod: Option<&str>, ifname: &str, extra_env: &[(&str, &str)], stdin: &Value) -> Outcome {
+        let netns = pod.map(|p| format!("/run/netns/{p}")).unwrap_or_default();
+        self.run_raw(plugin, &[("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", &netns), ("CNI_IFNAME", ifname)], extra_env, stdin.to_string().as_bytes())
+    }
+
+    pub fn run_raw(&self, plugin: &str, env: &[(&str, &str)], extra_env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+        let node_ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("node netns");
+        let mut c = Command::new(self.bin.join(plugin));
+        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("CNI_PATH", &self.bin);
+        for (k, v) in env.iter().chain(extra_env) {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&node_ns);
+        // SAFETY: setns is async-signal-safe; the child only enters the node namespace before exec.
+        unsafe {
+            c.pre_exec(move || {
+                let f = std::os::fd::BorrowedFd::borrow_raw(fd);
+                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
+        }
+        let start = Instant::now();
+        let mut child = c.spawn().expect("spawn plugin");
+        // A plugin that rejects its env exits before reading stdin: a broken pipe here is its answer, not ours.
+        let _ = child.stdin.take().expect("stdin").write_all(stdin);
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        // Plugins print little on stderr, so reading stdout to its end first cannot fill the stderr pipe.
+        let _ = child.stdout.take().expect("stdout").read_to_string(&mut stdout);
+        let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
+        let (status, usage) = wait4(child.id() as i32);
+        Outcome {
+            code: status.code().unwrap_or(-1),
+            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stdout,
+            stderr,
+            elapsed: start.elapsed(),
+            max_rss_kb: usage.ru_maxrss,
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        }
+    }
+
+    /// `ip -n <ns> ...` output.
+    pub fn ip_in(&self, ns: &str, args: &[&str]) -> String {
+        let mut a = vec!["-n", ns];
+        a.extend_from_slice(args);
+        ip(&a)
+    }
+
+    pub fn sysctl(&self, ns: &str, key: &str) -> String {
+        let out = Command::new("ip").args(["netns", "exec", ns, "cat", &format!("/proc/sys/{}", key.replace('.', "/"))]).output().expect("sysctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// One ping from `ns` to `addr`, retried for at most `deadline` (the first ARP/ND may take a moment).
+    pub fn ping(&self, ns: &str, addr: &str, deadline: Duration) -> bool {
+        let start = Instant::now();
+        let v6 = addr.contains(':');
+        for _ in 0..20 {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", ns, "ping", if v6 { "-6" } else { "-4" }, "-c1", "-W1", addr])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return true;
+            }
+            if start.elapsed() > deadline {
+                break;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for p in self.pods.iter().chain([&self.uplink, &self.name]) {
+            let _ = try_ip(&["netns", "del", p]);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+    /// Wall time from spawn to exit.
+    pub elapsed: Duration,
+    /// Peak RSS of the plugin or of any child it waited for (its IPAM plugin), from the kernel's accounting.
+    pub max_rss_kb: i64,
+    /// User + system CPU time of the plugin and its children.
+    pub cpu: Duration,
+}
+
+/// Reaps `pid` with its resource usage (which includes the children it reaped itself).
+fn wait4(pid: i32) -> (std::process::ExitStatus, nix::libc::rusage) {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, zero is a valid value; wait4 fills it in.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own unreaped child; status and usage point to live locals.
+        let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid || std::io::Error::last_os_error().raw_os_error() != Some(nix::libc::EINTR) {
+            break;
+        }
+    }
+    (std::process::ExitStatus::from_raw(status), usage)
+}
+
+fn tv(t: nix::libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+impl Outcome {
+    pub fn ok(self) -> Outcome {
+        assert_eq!(self.code, 0, "plugin failed: stdout={} stderr={}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn err(self, code: u64) -> Outcome {
+        assert_ne!(self.code, 0, "plugin should fail: {}", self.stdout);
+        assert_eq!(self.json["code"].as_u64(), Some(code), "wrong error: {} stderr={}", self.stdout, self.stderr);
+        assert!(!self.json["msg"].as_str().unwrap_or("").is_empty(), "error without msg: {}", self.stdout);
+        self
+    }
+}
+
+/// A network config for cni-calico with Debian's host-local as IPAM.
+pub fn host_local_conf(node: &Node, version: &str, ranges: Value) -> Value {
+    serde_json::json!({
+        "cniVersion": version,
+        "name": "crs-test",
+        "type": "cni-calico",
+        "mtu": 1400,
+        "log_level": "debug",
+        "log_file_path": node.path("cni.log"),
+        "ipam": { "type": "host-local", "ranges": ranges, "dataDir": node.path("ipam") }
+    })
+}
+
+pub fn v4_range(subnet: &str) -> Value {
+    serde_json::json!([[{ "subnet": subnet }]])
+}
+
+/// The config a runtime sends for DEL/CHECK: the ADD config plus the ADD result as prevResult.
+pub fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
