@@ -1,0 +1,121 @@
+//! The plugins being compared, all called the same way (env + stdin from the node netns), and the floor:
+//! cni-calico's own netlink sequence run in-process, with no process start at all.
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use testbed::{Node, Outcome};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    CalicoHostLocal,
+    CalicoIpam,
+    PtpHostLocal,
+    Floor,
+}
+
+pub struct Contender {
+    pub kind: Kind,
+    pub label: &'static str,
+    pub conf: Value,
+    /// Second octet of this contender's addresses, so contenders never collide.
+    pub octet: u8,
+}
+
+pub fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::CalicoHostLocal => "cni-calico + host-local",
+        Kind::CalicoIpam => "cni-calico + cni-ipam (local store)",
+        Kind::PtpHostLocal => "ptp + host-local (Debian, reference)",
+        Kind::Floor => "floor: cni-calico's netlink ops in-process",
+    }
+}
+
+/// One measured call.
+pub struct Sample {
+    pub elapsed: Duration,
+    pub max_rss_kb: i64,
+    pub cpu: Duration,
+}
+
+impl Contender {
+    pub fn new(kind: Kind, node: &Node, octet: u8) -> Contender {
+        let subnet = format!("10.{octet}.0.0/16");
+        let host_local = |net: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": node.path(&format!("ipam-{net}"))});
+        let conf = match kind {
+            Kind::CalicoHostLocal => json!({"cniVersion": "1.0.0", "name": "b-calico-hl", "type": "cni-calico", "ipam": host_local("calico")}),
+            Kind::CalicoIpam => json!({"cniVersion": "1.0.0", "name": "b-calico-ipam", "type": "cni-calico",
+                "ipam": {"type": "cni-ipam", "local_store_dir": node.path("store"), "nodename": "bench-node", "ipv4_pools": [subnet]}}),
+            Kind::PtpHostLocal => json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")}),
+            Kind::Floor => Value::Null,
+        };
+        Contender { kind, label: label(kind), conf, octet }
+    }
+
+    fn plugin(&self) -> &'static str {
+        match self.kind {
+            Kind::PtpHostLocal => "ptp",
+            _ => "cni-calico",
+        }
+    }
+
+    /// ADD for pod `i` in netns `pod`; returns the sample and the result (the prevResult of its DEL).
+    pub fn add(&self, node: &Node, i: usize, pod: &str) -> (Sample, Value) {
+        if self.kind == Kind::Floor {
+            let ip: std::net::IpAddr = std::net::Ipv4Addr::new(10, self.octet, (i / 250) as u8, (i % 250 + 2) as u8).into();
+            let d = floor_add(node, pod, ip, &self.host_if(i));
+            return (Sample { elapsed: d, max_rss_kb: 0, cpu: Duration::ZERO }, Value::Null);
+        }
+        let out = node.run(self.plugin(), "ADD", &self.cid(i), Some(pod), "eth0", &[], &self.conf);
+        let res = checked(out, self.label, "ADD");
+        (res.0, res.1)
+    }
+
+    pub fn del(&self, node: &Node, i: usize, pod: &str, prev: &Value) -> Sample {
+        if self.kind == Kind::Floor {
+            let d = floor_del(node, pod);
+            return Sample { elapsed: d, max_rss_kb: 0, cpu: Duration::ZERO };
+        }
+        let mut conf = self.conf.clone();
+        conf["prevResult"] = prev.clone();
+        checked(node.run(self.plugin(), "DEL", &self.cid(i), Some(pod), "eth0", &[], &conf), self.label, "DEL").0
+    }
+
+    fn cid(&self, i: usize) -> String {
+        format!("b{}x{i:05}", self.octet)
+    }
+
+    fn host_if(&self, i: usize) -> String {
+        format!("cali{}", self.cid(i))
+    }
+}
+
+fn checked(out: Outcome, label: &str, verb: &str) -> (Sample, Value) {
+    assert_eq!(out.code, 0, "{label} {verb} failed: {} {}", out.stdout, out.stderr);
+    (Sample { elapsed: out.elapsed, max_rss_kb: out.max_rss_kb, cpu: out.cpu }, out.json)
+}
+
+fn node_ns(node: &Node) -> common::netns::NetNs {
+    common::netns::NetNs::open(std::path::Path::new(&format!("/run/netns/{}", node.name))).expect("node netns")
+}
+
+fn floor_add(node: &Node, pod: &str, ip: std::net::IpAddr, host_if: &str) -> Duration {
+    let pod_ns = common::netns::NetNs::open(std::path::Path::new(&format!("/run/netns/{pod}"))).expect("pod netns");
+    let plan = cni_calico::dataplane::Plan { host_if: host_if.to_string(), ifname: "eth0".into(), mtu: 1500, ips: vec![ip], allow_ip_forwarding: false };
+    node_ns(node)
+        .run(|| {
+            let t = Instant::now();
+            cni_calico::dataplane::setup(&pod_ns, &plan).expect("floor setup");
+            t.elapsed()
+        })
+        .expect("enter node netns")
+}
+
+fn floor_del(node: &Node, pod: &str) -> Duration {
+    let pod_ns = common::netns::NetNs::open(std::path::Path::new(&format!("/run/netns/{pod}"))).expect("pod netns");
+    node_ns(node)
+        .run(|| {
+            let t = Instant::now();
+            cni_calico::dataplane::teardown(&pod_ns, "eth0").expect("floor teardown");
+            t.elapsed()
+        })
+        .expect("enter node netns")
+}

@@ -1,0 +1,174 @@
+//! cni-bench: pod network setup and teardown, side by side with Debian's reference plugins, in one run.
+//! Contenders alternate pod by pod so machine drift falls on all of them alike. Needs root.
+mod contender;
+mod stats;
+
+use contender::{Contender, Kind, Sample};
+use stats::{median, ms, pct, table};
+use std::time::Instant;
+use testbed::Node;
+
+struct Opts {
+    pods: usize,
+    burst: usize,
+    concurrency: Vec<usize>,
+    out: Option<String>,
+}
+
+fn parse_opts() -> Opts {
+    let mut o = Opts { pods: 200, burst: 100, concurrency: vec![1, 4, 16], out: None };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        match a.as_str() {
+            "--pods" => o.pods = val().parse().unwrap_or_else(|_| usage("--pods takes a number")),
+            "--burst" => o.burst = val().parse().unwrap_or_else(|_| usage("--burst takes a number")),
+            "--concurrency" => o.concurrency = val().split(',').map(|c| c.parse().unwrap_or_else(|_| usage("--concurrency takes 1,4,16"))).collect(),
+            "--out" => o.out = Some(val()),
+            _ => usage(&format!("unknown option {a}")),
+        }
+    }
+    o
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--out FILE.md]");
+    std::process::exit(2)
+}
+
+fn main() {
+    let o = parse_opts();
+    assert!(o.pods <= 60_000 && o.burst <= 60_000, "at most 60000 pods");
+    let mut report = String::new();
+    report += &format!("Machine: {} CPUs, kernel {}; {} pods per contender, release builds.\n\n", cpus(), kernel(), o.pods);
+
+    let mut kinds = vec![Kind::CalicoHostLocal, Kind::PtpHostLocal, Kind::Floor];
+    if testbed::target_dir().join("cni-ipam").exists() {
+        kinds.insert(1, Kind::CalicoIpam);
+    }
+    report += &sequential(&kinds, o.pods);
+    report += &burst(&kinds, o.burst, &o.concurrency);
+    print!("{report}");
+    if let Some(path) = o.out {
+        std::fs::write(&path, &report).unwrap_or_else(|e| eprintln!("writing {path}: {e}"));
+    }
+}
+
+/// Sequential ADD then DEL of `pods` pods per contender, interleaved.
+fn sequential(kinds: &[Kind], pods: usize) -> String {
+    let mut node = Node::new("bench");
+    let cs: Vec<Contender> = kinds.iter().enumerate().map(|(i, k)| Contender::new(*k, &node, 110 + i as u8)).collect();
+    let pod_names: Vec<Vec<String>> = cs.iter().map(|_| (0..pods).map(|_| node.pod()).collect()).collect();
+    let mut adds: Vec<Vec<Sample>> = cs.iter().map(|_| Vec::new()).collect();
+    let mut dels: Vec<Vec<Sample>> = cs.iter().map(|_| Vec::new()).collect();
+    let mut prevs: Vec<Vec<serde_json::Value>> = cs.iter().map(|_| Vec::new()).collect();
+    for i in 0..pods {
+        for (c, con) in cs.iter().enumerate() {
+            let (s, prev) = con.add(&node, i, &pod_names[c][i]);
+            adds[c].push(s);
+            prevs[c].push(prev);
+        }
+    }
+    for i in 0..pods {
+        for (c, con) in cs.iter().enumerate() {
+            dels[c].push(con.del(&node, i, &pod_names[c][i], &prevs[c][i]));
+        }
+    }
+    let ref_add = median(&adds[index_of(kinds, Kind::PtpHostLocal)].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+    let ref_del = median(&dels[index_of(kinds, Kind::PtpHostLocal)].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+    let mut rows = Vec::new();
+    for (c, con) in cs.iter().enumerate() {
+        let a: Vec<f64> = adds[c].iter().map(|s| ms(s.elapsed)).collect();
+        let d: Vec<f64> = dels[c].iter().map(|s| ms(s.elapsed)).collect();
+        let rss = adds[c].iter().map(|s| s.max_rss_kb).max().unwrap_or(0);
+        let cpu: Vec<f64> = adds[c].iter().map(|s| ms(s.cpu)).collect();
+        let proc_cols = if con.kind == Kind::Floor { ["-".to_string(), "-".to_string()] } else { [rss.to_string(), format!("{:.2}", median(&cpu))] };
+        rows.push(vec![
+            con.label.to_string(),
+            format!("{:.2}", median(&a)),
+            format!("{:.2}", pct(&a, 90.0)),
+            format!("{:.2}", pct(&a, 99.0)),
+            format!("{:.2}x", median(&a) / ref_add),
+            format!("{:.2}", median(&d)),
+            format!("{:.2}", pct(&d, 90.0)),
+            format!("{:.2}", pct(&d, 99.0)),
+            format!("{:.2}x", median(&d) / ref_del),
+            proc_cols[0].clone(),
+            proc_cols[1].clone(),
+        ]);
+    }
+    let header = ["contender", "ADD p50 ms", "ADD p90", "ADD p99", "ADD vs ptp", "DEL p50 ms", "DEL p90", "DEL p99", "DEL vs ptp", "peak RSS KiB", "CPU ms/ADD"];
+    let mut s = format!("## Sequential ADD and DEL ({pods} pods each, contenders interleaved)\n\n");
+    s += &table(&header, &rows);
+    if let (Some(calico), Some(floor)) = (position(kinds, Kind::CalicoHostLocal), position(kinds, Kind::Floor)) {
+        let best = position(kinds, Kind::CalicoIpam).unwrap_or(calico);
+        let a = median(&adds[best].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+        let f = median(&adds[floor].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+        s += &format!("\n{} ADD median is {:.2}x the in-process floor.\n", cs[best].label, a / f);
+    }
+    s + "\n"
+}
+
+/// `n` pods added with `k` concurrent runtimes per contender: wall time until all are ready.
+fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> String {
+    let mut rows = Vec::new();
+    let mut header = vec!["contender".to_string()];
+    header.extend(concurrency.iter().map(|k| format!("{n} pods, {k} runtimes: wall ms")));
+    let mut walls: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for &k in concurrency {
+        let mut node = Node::new("burst");
+        let cs: Vec<Contender> = kinds.iter().enumerate().map(|(i, kd)| Contender::new(*kd, &node, 120 + i as u8)).collect();
+        let pods: Vec<Vec<String>> = cs.iter().map(|_| (0..n).map(|_| node.pod()).collect()).collect();
+        for (c, con) in cs.iter().enumerate() {
+            if con.kind == Kind::Floor {
+                walls[c].push(f64::NAN);
+                continue;
+            }
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..k {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= n {
+                            break;
+                        }
+                        con.add(&node, i, &pods[c][i]);
+                    });
+                }
+            });
+            walls[c].push(ms(t.elapsed()));
+        }
+        drop(node);
+    }
+    let reference = index_of(kinds, Kind::PtpHostLocal);
+    for (c, kind) in kinds.iter().enumerate() {
+        if *kind == Kind::Floor {
+            continue;
+        }
+        let mut row = vec![contender::label(*kind).to_string()];
+        for (j, w) in walls[c].iter().enumerate() {
+            row.push(format!("{w:.0} ({:.2}x)", w / walls[reference][j]));
+        }
+        rows.push(row);
+    }
+    let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
+    format!("## Burst: {n} pods, wall time to all-ready (ratio vs ptp + host-local)\n\n{}\n", table(&h, &rows))
+}
+
+fn position(kinds: &[Kind], k: Kind) -> Option<usize> {
+    kinds.iter().position(|x| *x == k)
+}
+
+fn index_of(kinds: &[Kind], k: Kind) -> usize {
+    position(kinds, k).expect("reference contender present")
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
