@@ -1,0 +1,140 @@
+//! Operator changes to pools and the IPAM config: validated in full before anything is written, then
+//! committed at once, so a bad file leaves the store untouched.
+use super::pool::{Pool, PoolResource};
+use super::records::{encode, load, IpamConfig, PoolNames};
+use crate::error::IpamError;
+use common::store::{Key, Op, Store};
+use serde::Deserialize;
+
+/// What an operator file may contain: v3 resources, as `calicoctl apply -f` takes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    pub pools: Vec<Pool>,
+    pub config: Option<IpamConfig>,
+}
+
+#[derive(Deserialize)]
+struct ConfigResource {
+    spec: IpamConfig,
+}
+
+/// Parses a file holding one resource, a JSON array of them, or a `{"kind": "List", "items": [...]}`.
+/// Kinds: `IPPool`, `IPAMConfiguration` (also `IPAMConfig`).
+pub fn parse_resources(text: &str) -> Result<Resources, IpamError> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| IpamError::Config(format!("pool file is not valid JSON: {e}")))?;
+    let items = match &v {
+        serde_json::Value::Array(items) => items.clone(),
+        serde_json::Value::Object(o) if o.contains_key("items") => match &o["items"] {
+            serde_json::Value::Array(items) => items.clone(),
+            _ => return Err(IpamError::Config("\"items\" must be a list".into())),
+        },
+        serde_json::Value::Object(_) => vec![v.clone()],
+        _ => return Err(IpamError::Config("pool file must hold a resource, a list or {\"items\": [...]}".into())),
+    };
+    let mut out = Resources { pools: Vec::new(), config: None };
+    for (i, item) in items.iter().enumerate() {
+        let at = |e: serde_path_to_error::Error<serde_json::Error>| IpamError::Config(format!("items[{i}].{}: {}", e.path(), e.inner()));
+        match item["kind"].as_str() {
+            Some("IPPool") => {
+                let res: PoolResource = serde_path_to_error::deserialize(item).map_err(at)?;
+                out.pools.push(Pool::from_resource(&res)?);
+            }
+            Some("IPAMConfiguration" | "IPAMConfig") => {
+                let res: ConfigResource = serde_path_to_error::deserialize(item).map_err(at)?;
+                res.spec.validate()?;
+                if out.config.replace(res.spec).is_some() {
+                    return Err(IpamError::Config("more than one IPAMConfiguration in the file".into()));
+                }
+            }
+            other => return Err(IpamError::Config(format!("items[{i}]: unsupported kind {other:?} (IPPool or IPAMConfiguration)"))),
+        }
+    }
+    for (i, a) in out.pools.iter().enumerate() {
+        for b in &out.pools[i + 1..] {
+            if a.name == b.name {
+                return Err(IpamError::Config(format!("pool {:?} appears twice", a.name)));
+            }
+            check_overlap(a, b)?;
+        }
+    }
+    Ok(out)
+}
+
+fn check_overlap(a: &Pool, b: &Pool) -> Result<(), IpamError> {
+    if a.cidr.contains(&b.cidr) || b.cidr.contains(&a.cidr) {
+        return Err(IpamError::InvalidPool {
+            name: a.name.clone(),
+            reason: format!("cidr {} overlaps pool {:?} ({})", a.cidr, b.name, b.cidr),
+        });
+    }
+    Ok(())
+}
+
+/// The stored pools (not the implicit default).
+pub fn stored_pools(store: &dyn Store) -> Result<Vec<Pool>, IpamError> {
+    let names = load::<PoolNames>(store, &Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
+    let mut pools = Vec::new();
+    for name in names {
+        let key = Key::Pool(name);
+        if let Some((res, _)) = load::<PoolResource>(store, &key)? {
+            pools.push(Pool::from_resource(&res).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?);
+        }
+    }
+    Ok(pools)
+}
+
+/// Creates or updates pools and the config in one commit. A pool's cidr and blockSize cannot change (as in
+/// Calico: blocks were carved with them); pools may not overlap.
+pub fn apply(store: &mut dyn Store, res: &Resources) -> Result<(), IpamError> {
+    let existing = stored_pools(store)?;
+    let names_rec = load::<PoolNames>(store, &Key::PoolNames)?;
+    let mut names = names_rec.as_ref().map(|n| n.0.names.clone()).unwrap_or_default();
+    let mut ops = Vec::new();
+    for pool in &res.pools {
+        for other in existing.iter().filter(|o| o.name != pool.name) {
+            if !res.pools.iter().any(|p| p.name == other.name && p.cidr == pool.cidr) {
+                check_overlap(pool, other)?;
+            }
+        }
+        let key = Key::Pool(pool.name.clone());
+        match load::<PoolResource>(store, &key)? {
+            Some((old, rev)) => {
+                let old = Pool::from_resource(&old).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+                if old.cidr != pool.cidr || old.block_size != pool.block_size {
+                    return Err(IpamError::InvalidPool {
+                        name: pool.name.clone(),
+                        reason: format!(
+                            "cidr and blockSize cannot change (stored {}/{}, given {}/{})",
+                            old.cidr, old.block_size, pool.cidr, pool.block_size
+                        ),
+                    });
+                }
+                ops.push(Op::Update { key, value: encode(&pool.to_resource())?, rev });
+            }
+            None => ops.push(Op::Create { key, value: encode(&pool.to_resource())? }),
+        }
+        if !names.contains(&pool.name) {
+            names.push(pool.name.clone());
+        }
+    }
+    if !res.pools.is_empty() {
+        let value = encode(&PoolNames { names })?;
+        ops.push(match names_rec {
+            Some((_, rev)) => Op::Update { key: Key::PoolNames, value, rev },
+            None => Op::Create { key: Key::PoolNames, value },
+        });
+    }
+    if let Some(cfg) = &res.config {
+        cfg.validate()?;
+        let value = encode(cfg)?;
+        ops.push(match store.get(&Key::IpamConfig)? {
+            Some(r) => Op::Update { key: Key::IpamConfig, value, rev: r.rev },
+            None => Op::Create { key: Key::IpamConfig, value },
+        });
+    }
+    if !ops.is_empty() {
+        store.commit(&ops)?;
+    }
+    Ok(())
+}

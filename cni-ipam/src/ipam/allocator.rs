@@ -1,0 +1,490 @@
+//! Calico's allocation algorithm over a locked store session: affine blocks first, then claim a new block
+//! (pending -> confirmed, found through the pool's claimed-block index instead of listing every block),
+//! then borrow from other hosts' blocks unless strict affinity. Every change is one atomic commit (handle +
+//! block together), so there is nothing to roll back when a process dies half way.
+use super::block::{Block, Now, Owner};
+use super::pool::Pool;
+use super::records::{
+    encode, load, Affinity, Handle, HostBlock, HostBlocks, IpamConfig, PoolBlocks, PoolNames,
+};
+use crate::error::IpamError;
+use common::store::{Key, Kind, Op, Revision, Store};
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Upper bound on claim attempts per pool in one request; each failed attempt marks one stale index entry,
+/// so this only matters when the pool index was lost.
+const CLAIM_TRIES: usize = 1024;
+
+/// The node an allocation is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How a request names a pool (`ipv4_pools` entries are names or CIDRs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolRef {
+    Name(String),
+    Cidr(IpNet),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Assignment {
+    pub ip: IpAddr,
+    pub block: IpNet,
+}
+
+impl Assignment {
+    /// The address with the block's mask, as calico-ipam reports it (`10.244.1.5/26`).
+    pub fn address(&self) -> IpNet {
+        IpNet::new(self.ip, self.block.prefix_len()).unwrap_or(self.block)
+    }
+}
+
+pub fn family(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// Create-or-update, depending on whether the record was there.
+fn put<T: Serialize>(key: Key, rev: Option<Revision>, value: &T) -> Result<Op, IpamError> {
+    let value = encode(value)?;
+    Ok(match rev {
+        Some(rev) => Op::Update { key, value, rev },
+        None => Op::Create { key, value },
+    })
+}
+
+pub struct Ipam<'s> {
+    store: &'s mut dyn Store,
+    pub config: IpamConfig,
+    pub now: Now,
+}
+
+impl<'s> Ipam<'s> {
+    /// Reads the IPAM config (Calico's defaults when absent).
+    pub fn new(store: &'s mut dyn Store) -> Result<Ipam<'s>, IpamError> {
+        let config = load::<IpamConfig>(&*store, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default();
+        Ok(Ipam { store, config, now: Now::system() })
+    }
+
+    pub fn store(&mut self) -> &mut dyn Store {
+        &mut *self.store
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
+        load(&*self.store, key)
+    }
+
+    fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, IpamError> {
+        Ok(self.store.commit(ops)?)
+    }
+
+    /// Every pool in the store; the default pool when there is none.
+    pub fn pools(&self) -> Result<Vec<Pool>, IpamError> {
+        let names = self.get::<PoolNames>(&Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
+        let mut pools = Vec::with_capacity(names.len());
+        for name in names {
+            let key = Key::Pool(name);
+            if let Some((res, _)) = self.get(&key)? {
+                pools.push(Pool::from_resource(&res).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?);
+            }
+        }
+        if pools.is_empty() {
+            pools.push(Pool::default_v4());
+        }
+        Ok(pools)
+    }
+
+    /// The pools a request may use: exactly the named ones (selectors ignored, as Calico), else every enabled
+    /// pool of the family whose nodeSelector matches the node.
+    pub fn select_pools(&self, v6: bool, requested: &[PoolRef], node: &Node) -> Result<Vec<Pool>, IpamError> {
+        let fam = family(v6);
+        let all: Vec<Pool> = self.pools()?.into_iter().filter(|p| p.is_v6() == v6).collect();
+        if !requested.is_empty() {
+            let mut out: Vec<Pool> = Vec::new();
+            for r in requested {
+                let found = all.iter().find(|p| match r {
+                    PoolRef::Name(n) => p.name == *n,
+                    PoolRef::Cidr(c) => p.cidr == *c,
+                });
+                let shown = || match r {
+                    PoolRef::Name(n) => n.clone(),
+                    PoolRef::Cidr(c) => c.to_string(),
+                };
+                let pool = found.ok_or_else(|| IpamError::PoolNotFound(shown()))?;
+                if pool.disabled {
+                    return Err(IpamError::PoolDisabled(pool.name.clone()));
+                }
+                if !out.iter().any(|p| p.name == pool.name) {
+                    out.push(pool.clone());
+                }
+            }
+            return Ok(out);
+        }
+        if all.is_empty() {
+            return Err(IpamError::NoPools { family: fam });
+        }
+        let usable: Vec<Pool> = all.into_iter().filter(|p| !p.disabled && p.node_selector.matches(&node.labels)).collect();
+        if usable.is_empty() {
+            return Err(IpamError::NoPoolForNode { node: node.name.clone(), family: fam });
+        }
+        Ok(usable)
+    }
+
+    fn host_blocks(&self, node: &str) -> Result<(HostBlocks, Option<Revision>), IpamError> {
+        Ok(match self.get::<HostBlocks>(&Key::HostBlocks(node.to_string()))? {
+            Some((hb, rev)) => (hb, Some(rev)),
+            None => (HostBlocks::default(), None),
+        })
+    }
+
+    fn pool_blocks(&self, pool: &Pool) -> Result<(PoolBlocks, Option<Revision>), IpamError> {
+        Ok(match self.get::<PoolBlocks>(&Key::PoolBlocks(pool.cidr))? {
+            Some((pb, rev)) => (pb, Some(rev)),
+            None => (PoolBlocks { block_size: pool.block_size, ..Default::default() }, None),
+        })
+    }
+
+    /// One address of the family for `owner`, following Calico's AutoAssign order.
+    pub fn auto_assign(&mut self, v6: bool, pools: &[Pool], node: &Node, owner: &Owner) -> Result<Assignment, IpamError> {
+        let fam = family(v6);
+        // 1. Blocks affine to this host, in claim order. The host index saves listing affinities.
+        let (hb, _) = self.host_blocks(&node.name)?;
+        let mine: Vec<HostBlock> = hb
+            .blocks
+            .into_iter()
+            .filter(|e| e.cidr.addr().is_ipv6() == v6 && pools.iter().any(|p| p.contains_block(&e.cidr)))
+            .collect();
+        let mut owned = 0;
+        for entry in &mine {
+            if let Some((block, rev)) = self.ensure_affine(entry, pools, node)? {
+                owned += 1;
+                if block.free() > 0 {
+                    return self.assign_in(block, rev, owner, None);
+                }
+            }
+        }
+        // 2. Claim a new block, unless at the limit (which, as in Calico, also rules out borrowing).
+        let limit = self.config.block_limit();
+        if owned >= limit {
+            return Err(IpamError::BlockLimit { node: node.name.clone(), family: fam, count: owned, limit });
+        }
+        if self.config.auto_allocate_blocks {
+            for pool in pools {
+                for _ in 0..CLAIM_TRIES {
+                    let (pb, _) = self.pool_blocks(pool)?;
+                    let Some(i) = pb.claimed.first_free(pool.start_index(&node.name), pool.block_count()) else {
+                        break;
+                    };
+                    if let Some((block, rev)) = self.claim(pool, pool.block_cidr(i), node)? {
+                        return self.assign_in(block, rev, owner, None);
+                    }
+                }
+            }
+        }
+        // 3. Borrow a free address from any claimed block of the pools.
+        if self.config.strict_affinity {
+            return Err(IpamError::StrictAffinity { node: node.name.clone(), family: fam });
+        }
+        for pool in pools {
+            let (pb, _) = self.pool_blocks(pool)?;
+            for i in pb.claimed.iter() {
+                if let Some((block, rev)) = self.get::<Block>(&Key::Block(pool.block_cidr(i)))? {
+                    if !block.deleted && block.free() > 0 {
+                        tracing::info!(block = %block.cidr, affinity = ?block.affinity, "borrowing an address");
+                        return self.assign_in(block, rev, owner, None);
+                    }
+                }
+            }
+        }
+        Err(IpamError::PoolsExhausted { family: fam, pools: pools.iter().map(|p| p.name.clone()).collect() })
+    }
+
+    /// Exactly `ip` for `owner` (CNI_ARGS `IP=`); claims the block for this host if nobody has it.
+    pub fn assign_ip(&mut self, ip: IpAddr, node: &Node, owner: &Owner) -> Result<Assignment, IpamError> {
+        let pools = self.pools()?;
+        let pool = pools.iter().find(|p| !p.disabled && p.cidr.contains(&ip)).ok_or(IpamError::NotInPool(ip))?;
+        let cidr = pool.block_for_ip(ip);
+        let mut found = self.get::<Block>(&Key::Block(cidr))?.filter(|(b, _)| !b.deleted);
+        if found.is_none() {
+            found = match self.claim(pool, cidr, node)? {
+                Some(b) => Some(b),
+                None => self.get::<Block>(&Key::Block(cidr))?,
+            };
+        }
+        let (block, rev) = found.ok_or_else(|| IpamError::Internal(format!("block {cidr} vanished while claiming it")))?;
+        if self.config.strict_affinity && !block.is_affine_to(&node.name) {
+            let owner = block.affinity.clone().unwrap_or_else(|| "no host".into());
+            return Err(IpamError::StrictAffinityIp { ip, block: cidr.to_string(), owner });
+        }
+        self.assign_in(block, rev, owner, Some(ip))
+    }
+
+    /// Takes one address in `block` and records it on the handle: one atomic commit of both records.
+    fn assign_in(&mut self, mut block: Block, rev: Revision, owner: &Owner, ip: Option<IpAddr>) -> Result<Assignment, IpamError> {
+        let ip = match ip {
+            None => block.assign_next(owner).ok_or_else(|| IpamError::Internal(format!("block {} is full", block.cidr)))?,
+            Some(ip) => {
+                block.assign_ip(ip, owner).map_err(|h| IpamError::AddressInUse { ip, handle: h.unwrap_or_default() })?;
+                ip
+            }
+        };
+        block.sequence_number += 1;
+        let hkey = Key::Handle(owner.handle.clone());
+        let (mut handle, hrev) = match self.get::<Handle>(&hkey)? {
+            Some((h, r)) if !h.deleted => (h, Some(r)),
+            Some((_, r)) => (Handle::default(), Some(r)),
+            None => (Handle::default(), None),
+        };
+        *handle.block.entry(block.cidr.to_string()).or_insert(0) += 1;
+        let cidr = block.cidr;
+        let ops = [put(hkey, hrev, &handle)?, Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev }];
+        self.commit(&ops)?;
+        Ok(Assignment { ip, block: cidr })
+    }
+
+    /// Checks one entry of the host index against its block, finishing or dropping interrupted claims.
+    fn ensure_affine(&mut self, entry: &HostBlock, pools: &[Pool], node: &Node) -> Result<Option<(Block, Revision)>, IpamError> {
+        let pool = pools.iter().find(|p| p.contains_block(&entry.cidr));
+        match self.get::<Block>(&Key::Block(entry.cidr))? {
+            None => match pool {
+                // A claim that stopped after its intent was written: finish it.
+                Some(pool) => {
+                    let pool = pool.clone();
+                    self.claim(&pool, entry.cidr, node)
+                }
+                None => {
+                    self.settle(None, entry.cidr, node, false)?;
+                    Ok(None)
+                }
+            },
+            Some((block, _)) if block.deleted || !block.is_affine_to(&node.name) => {
+                self.settle(pool, entry.cidr, node, false)?;
+                Ok(None)
+            }
+            Some((block, rev)) => {
+                if !entry.confirmed {
+                    self.settle(pool, entry.cidr, node, true)?;
+                }
+                Ok(Some((block, rev)))
+            }
+        }
+    }
+
+    /// Claims `cidr` for `node` in two steps, as Calico: (1) pending affinity (+ host index intent), (2) the
+    /// block itself, the confirmed affinity and both indexes in one commit. `None` if another host has it.
+    fn claim(&mut self, pool: &Pool, cidr: IpNet, node: &Node) -> Result<Option<(Block, Revision)>, IpamError> {
+        let akey = Key::Affinity { host: node.name.clone(), cidr };
+        let hkey = Key::HostBlocks(node.name.clone());
+        let (mut hb, hb_rev) = self.host_blocks(&node.name)?;
+        let aff = self.get::<Affinity>(&akey)?;
+        let mut ops = Vec::new();
+        if aff.as_ref().map(|a| a.0.state.as_str()) != Some("pending") {
+            ops.push(put(akey.clone(), aff.as_ref().map(|a| a.1), &Affinity::pending())?);
+        }
+        if hb.get(&cidr).map(|e| e.confirmed) != Some(false) {
+            hb.set(cidr, false);
+            ops.push(put(hkey.clone(), hb_rev, &hb)?);
+        }
+        let mut aff_rev = aff.map(|a| a.1);
+        let mut hb_rev = hb_rev;
+        if !ops.is_empty() {
+            let revs = self.commit(&ops)?;
+            for (op, rev) in ops.iter().zip(revs) {
+                if *op.key() == akey {
+                    aff_rev = Some(rev);
+                } else {
+                    hb_rev = Some(rev);
+                }
+            }
+        }
+
+        let block = Block::new(cidr, &node.name, &self.now);
+        let (mut pb, pb_rev) = self.pool_blocks(pool)?;
+        pb.claimed.insert(pool.block_index(cidr.network()));
+        hb.set(cidr, true);
+        let ops = [
+            Op::Create { key: Key::Block(cidr), value: encode(&block)? },
+            put(akey, aff_rev, &Affinity::confirmed())?,
+            put(hkey, hb_rev, &hb)?,
+            put(Key::PoolBlocks(pool.cidr), pb_rev, &pb)?,
+        ];
+        match self.commit(&ops) {
+            Ok(revs) => {
+                tracing::info!(block = %cidr, node = %node.name, "claimed block");
+                Ok(Some((block, revs[0])))
+            }
+            Err(IpamError::Store(e)) if e.is_conflict() => match self.get::<Block>(&Key::Block(cidr))? {
+                Some((b, rev)) if !b.deleted && b.is_affine_to(&node.name) => {
+                    self.settle(Some(pool), cidr, node, true)?;
+                    Ok(Some((b, rev)))
+                }
+                Some(_) => {
+                    self.settle(Some(pool), cidr, node, false)?;
+                    Ok(None)
+                }
+                None => Err(IpamError::Store(e)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings this host's affinity record and index entry for `cidr` to `confirmed` (the block is ours) or
+    /// removes them (it is not); marks the block claimed in the pool index either way, since it exists.
+    fn settle(&mut self, pool: Option<&Pool>, cidr: IpNet, node: &Node, ours: bool) -> Result<(), IpamError> {
+        let akey = Key::Affinity { host: node.name.clone(), cidr };
+        let hkey = Key::HostBlocks(node.name.clone());
+        let (mut hb, hb_rev) = self.host_blocks(&node.name)?;
+        let aff = self.get::<Affinity>(&akey)?;
+        let mut ops = Vec::new();
+        if ours {
+            ops.push(put(akey, aff.map(|a| a.1), &Affinity::confirmed())?);
+            hb.set(cidr, true);
+        } else {
+            if let Some((_, rev)) = aff {
+                ops.push(Op::Delete { key: akey, rev });
+            }
+            hb.remove(&cidr);
+        }
+        ops.push(put(hkey, hb_rev, &hb)?);
+        if let Some(pool) = pool {
+            let exists = self.get::<Block>(&Key::Block(cidr))?.is_some();
+            let (mut pb, pb_rev) = self.pool_blocks(pool)?;
+            let i = pool.block_index(cidr.network());
+            if exists && !pb.claimed.contains(i) {
+                pb.claimed.insert(i);
+                ops.push(put(Key::PoolBlocks(pool.cidr), pb_rev, &pb)?);
+            }
+        }
+        self.commit(&ops)?;
+        Ok(())
+    }
+
+    /// Releases every address of `handle` (DEL). A missing handle releases nothing and is not an error.
+    pub fn release_by_handle(&mut self, handle: &str) -> Result<usize, IpamError> {
+        let hkey = Key::Handle(handle.to_string());
+        let Some((h, hrev)) = self.get::<Handle>(&hkey)? else { return Ok(0) };
+        let mut ops = Vec::new();
+        let mut released = 0;
+        let mut deleted_blocks = Vec::new();
+        for cidr in h.block.keys().filter_map(|c| c.parse::<IpNet>().ok()) {
+            let Some((mut block, rev)) = self.get::<Block>(&Key::Block(cidr))? else { continue };
+            let n = block.release_handle(handle);
+            if n == 0 {
+                continue;
+            }
+            released += n;
+            block.sequence_number += 1;
+            if block.is_empty() && block.affinity.is_none() {
+                ops.push(Op::Delete { key: Key::Block(cidr), rev });
+                deleted_blocks.push(cidr);
+            } else {
+                ops.push(Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev });
+            }
+        }
+        ops.extend(self.unclaim_ops(&deleted_blocks)?);
+        ops.push(Op::Delete { key: hkey, rev: hrev });
+        self.commit(&ops)?;
+        Ok(released)
+    }
+
+    /// Pool-index updates for blocks being deleted (affinity already released, now empty).
+    fn unclaim_ops(&self, blocks: &[IpNet]) -> Result<Vec<Op>, IpamError> {
+        if blocks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pools = self.pools()?;
+        let mut changed: BTreeMap<IpNet, (PoolBlocks, Option<Revision>)> = BTreeMap::new();
+        for cidr in blocks {
+            let Some(pool) = pools.iter().find(|p| p.contains_block(cidr)) else { continue };
+            if !changed.contains_key(&pool.cidr) {
+                changed.insert(pool.cidr, self.pool_blocks(pool)?);
+            }
+            if let Some((pb, _)) = changed.get_mut(&pool.cidr) {
+                pb.claimed.remove(pool.block_index(cidr.network()));
+            }
+        }
+        changed.into_iter().map(|(cidr, (pb, rev))| put(Key::PoolBlocks(cidr), rev, &pb)).collect()
+    }
+
+    /// Releases single addresses; with a sequence number, only if the address was not re-assigned since
+    /// (the guard GC and operators use). Keeps going past refusals and reports the first one at the end.
+    pub fn release_ips(&mut self, ips: &[(IpAddr, Option<u64>)]) -> Result<usize, IpamError> {
+        let pools = self.pools()?;
+        let mut released = 0;
+        let mut refused = None;
+        for (ip, seq) in ips {
+            let Some(pool) = pools.iter().find(|p| p.cidr.contains(ip)) else { continue };
+            let cidr = pool.block_for_ip(*ip);
+            let Some((mut block, rev)) = self.get::<Block>(&Key::Block(cidr))? else { continue };
+            let handle = match block.release_ip(*ip, *seq) {
+                Ok(Some(h)) => h,
+                Ok(None) => continue,
+                Err(r) => {
+                    refused.get_or_insert(IpamError::StaleRelease { ip: r.ip, expected: r.expected, found: r.found });
+                    continue;
+                }
+            };
+            released += 1;
+            block.sequence_number += 1;
+            let mut ops = Vec::new();
+            if block.is_empty() && block.affinity.is_none() {
+                ops.push(Op::Delete { key: Key::Block(cidr), rev });
+                ops.extend(self.unclaim_ops(&[cidr])?);
+            } else {
+                ops.push(Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev });
+            }
+            let hkey = Key::Handle(handle);
+            if let Some((mut h, hrev)) = self.get::<Handle>(&hkey)? {
+                let key = cidr.to_string();
+                if let Some(n) = h.block.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        h.block.remove(&key);
+                    }
+                }
+                ops.push(if h.block.is_empty() {
+                    Op::Delete { key: hkey, rev: hrev }
+                } else {
+                    Op::Update { key: hkey, value: encode(&h)?, rev: hrev }
+                });
+            }
+            self.commit(&ops)?;
+        }
+        refused.map_or(Ok(released), Err)
+    }
+
+    /// CNI GC: releases the handles of `network` on `node` whose container ID is not in `valid`. Scans all
+    /// blocks (GC is rare; the ADD path never scans). Returns the number of addresses released.
+    pub fn gc(&mut self, network: &str, node: &str, valid: &BTreeSet<String>) -> Result<usize, IpamError> {
+        let prefix = format!("{network}.");
+        let mut stale = BTreeSet::new();
+        for (key, rec) in self.store.list(Kind::Block)? {
+            let block: Block = serde_json::from_value(rec.value)
+                .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            for idx in block.allocations.iter().flatten() {
+                let Some(attr) = block.attributes.get(*idx) else { continue };
+                let Some(handle) = attr.handle_id.as_deref() else { continue };
+                let Some(cid) = handle.strip_prefix(&prefix) else { continue };
+                if attr.secondary.get("node").map(String::as_str) == Some(node) && !valid.contains(cid) {
+                    stale.insert(handle.to_string());
+                }
+            }
+        }
+        let mut released = 0;
+        for handle in stale {
+            tracing::info!(%handle, "GC releases a stale allocation");
+            released += self.release_by_handle(&handle)?;
+        }
+        Ok(released)
+    }
+}

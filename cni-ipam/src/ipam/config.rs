@@ -1,0 +1,229 @@
+//! The `ipam` section of the network config (Calico's key names) and the CNI_ARGS the plugin reads, parsed
+//! once into typed values. Unknown keys are ignored; a known key with a malformed value is an error naming it.
+use super::allocator::{Node, PoolRef};
+use super::pool::validate_pool_name;
+use crate::error::IpamError;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_STORE_DIR: &str = "/var/lib/calico-rs/ipam";
+pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
+
+#[derive(Debug, Default, Deserialize)]
+struct RawNetConf {
+    #[serde(default)]
+    nodename: Option<String>,
+    #[serde(default)]
+    nodename_file: Option<String>,
+    #[serde(default)]
+    datastore_type: Option<String>,
+    #[serde(default)]
+    ipam: Option<RawIpam>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawIpam {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    assign_ipv4: Option<String>,
+    #[serde(default)]
+    assign_ipv6: Option<String>,
+    #[serde(default)]
+    ipv4_pools: Option<Vec<String>>,
+    #[serde(default)]
+    ipv6_pools: Option<Vec<String>>,
+    #[serde(default)]
+    nodename: Option<String>,
+    #[serde(default)]
+    nodename_file: Option<String>,
+    #[serde(default)]
+    datastore_type: Option<String>,
+    #[serde(default)]
+    local_store_dir: Option<String>,
+    #[serde(default)]
+    node_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Everything the plugin needs from the network config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpamConf {
+    pub assign_ipv4: bool,
+    pub assign_ipv6: bool,
+    pub ipv4_pools: Vec<PoolRef>,
+    pub ipv6_pools: Vec<PoolRef>,
+    pub node: Node,
+    pub store_dir: PathBuf,
+}
+
+impl IpamConf {
+    /// Parses the whole network config as received on stdin.
+    pub fn parse(config: &serde_json::Value) -> Result<IpamConf, IpamError> {
+        let raw: RawNetConf = serde_path_to_error::deserialize(config)
+            .map_err(|e| IpamError::Config(format!("{}: {}", e.path(), e.inner())))?;
+        let ipam = raw.ipam.ok_or_else(|| IpamError::Config("missing \"ipam\" section".into()))?;
+        if ipam.kind.as_deref().is_none_or(str::is_empty) {
+            return Err(IpamError::Config("ipam.type is missing".into()));
+        }
+        match ipam.datastore_type.as_deref().or(raw.datastore_type.as_deref()).unwrap_or("local") {
+            "local" | "" => {}
+            other => return Err(IpamError::DatastoreNotSupported(other.to_string())),
+        }
+        // Calico: IPv4 unless exactly "false"; IPv6 only if exactly "true".
+        let assign_ipv4 = ipam.assign_ipv4.as_deref() != Some("false");
+        let assign_ipv6 = ipam.assign_ipv6.as_deref() == Some("true");
+        if !assign_ipv4 && !assign_ipv6 {
+            return Err(IpamError::Config("assign_ipv4 and assign_ipv6 are both false: nothing to assign".into()));
+        }
+        let ipv4_pools = parse_pools("ipam.ipv4_pools", ipam.ipv4_pools.as_deref().unwrap_or(&[]), false)?;
+        let ipv6_pools = parse_pools("ipam.ipv6_pools", ipam.ipv6_pools.as_deref().unwrap_or(&[]), true)?;
+
+        let store_dir = PathBuf::from(ipam.local_store_dir.as_deref().unwrap_or(DEFAULT_STORE_DIR));
+        if !store_dir.is_absolute() {
+            return Err(IpamError::Config(format!("ipam.local_store_dir {:?} must be an absolute path", store_dir)));
+        }
+        let labels = ipam.node_labels.unwrap_or_default();
+        if let Some(k) = labels.keys().find(|k| k.is_empty()) {
+            return Err(IpamError::Config(format!("ipam.node_labels has an empty key (value {:?})", labels[k])));
+        }
+        let name = resolve_nodename(
+            ipam.nodename.or(raw.nodename).filter(|n| !n.is_empty()),
+            ipam.nodename_file.or(raw.nodename_file).as_deref().map(Path::new),
+        )?;
+        Ok(IpamConf { assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools, node: Node { name, labels }, store_dir })
+    }
+}
+
+fn parse_pools(key: &str, entries: &[String], v6: bool) -> Result<Vec<PoolRef>, IpamError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if e.contains('/') {
+                let net: IpNet = e
+                    .parse()
+                    .map_err(|_| IpamError::Config(format!("{key}[{i}]: {e:?} is neither a pool name nor a CIDR")))?;
+                if net.addr().is_ipv6() != v6 {
+                    return Err(IpamError::Config(format!("{key}[{i}]: {e:?} is not an IPv{} CIDR", if v6 { 6 } else { 4 })));
+                }
+                if net.addr() != net.network() {
+                    return Err(IpamError::Config(format!("{key}[{i}]: {e:?} has host bits set")));
+                }
+                Ok(PoolRef::Cidr(net))
+            } else {
+                validate_pool_name(e).map_err(|err| IpamError::Config(format!("{key}[{i}]: {err}")))?;
+                Ok(PoolRef::Name(e.clone()))
+            }
+        })
+        .collect()
+}
+
+/// Calico's order: `nodename` in the config, else the nodename file, else the host name.
+fn resolve_nodename(configured: Option<String>, file: Option<&Path>) -> Result<String, IpamError> {
+    let name = match configured {
+        Some(n) => n,
+        None => {
+            let file = file.unwrap_or(Path::new(DEFAULT_NODENAME_FILE));
+            match std::fs::read_to_string(file) {
+                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                _ => hostname()?,
+            }
+        }
+    };
+    validate_nodename(&name)?;
+    Ok(name)
+}
+
+fn hostname() -> Result<String, IpamError> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .map_err(|e| IpamError::Config(format!("no nodename configured and the host name is unreadable: {e}")))
+}
+
+/// Node names become parts of store keys: keep them to Kubernetes node-name characters.
+pub fn validate_nodename(name: &str) -> Result<(), IpamError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(IpamError::Config(format!(
+            "nodename {name:?} is invalid: use letters, digits, '-', '.', '_' (at most 253, starting alphanumeric)"
+        )))
+    }
+}
+
+/// Addresses requested with CNI_ARGS `IP=` (comma-separated, at most one per family; a `/prefix` is ignored).
+pub fn requested_ips(arg: Option<&str>) -> Result<Vec<IpAddr>, IpamError> {
+    let Some(arg) = arg.filter(|a| !a.is_empty()) else { return Ok(Vec::new()) };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for part in arg.split(',') {
+        let addr = part.trim().split('/').next().unwrap_or_default();
+        let ip: IpAddr = addr.parse().map_err(|_| IpamError::Args(format!("IP={part:?} is not an IP address")))?;
+        if out.iter().any(|o| o.is_ipv6() == ip.is_ipv6()) {
+            return Err(IpamError::Args(format!("IP={arg:?} asks for more than one address of a family")));
+        }
+        out.push(ip);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conf(ipam: serde_json::Value) -> Result<IpamConf, IpamError> {
+        IpamConf::parse(&json!({"name": "net", "cniVersion": "1.0.0", "type": "calico", "nodename": "n1", "ipam": ipam}))
+    }
+
+    #[test]
+    fn defaults_and_calico_string_flags() {
+        let c = conf(json!({"type": "calico-ipam"})).unwrap();
+        assert!(c.assign_ipv4 && !c.assign_ipv6);
+        assert_eq!(c.node.name, "n1");
+        assert_eq!(c.store_dir, PathBuf::from(DEFAULT_STORE_DIR));
+        let c = conf(json!({"type": "calico-ipam", "assign_ipv4": "False", "assign_ipv6": "TRUE"})).unwrap();
+        assert!(c.assign_ipv4 && !c.assign_ipv6, "only exact strings count, as in Calico");
+        let c = conf(json!({"type": "x", "assign_ipv6": "true", "ipv6_pools": ["fd00::/48", "v6pool"], "unknown": [1]}))
+            .unwrap();
+        assert_eq!(c.ipv6_pools, vec![PoolRef::Cidr("fd00::/48".parse().unwrap()), PoolRef::Name("v6pool".into())]);
+    }
+
+    #[test]
+    fn malformed_known_keys_name_the_key() {
+        let cases = [
+            (json!({"type": "x", "assign_ipv4": true}), "assign_ipv4"),
+            (json!({"type": "x", "ipv4_pools": "p"}), "ipv4_pools"),
+            (json!({"type": "x", "ipv4_pools": ["10.0.0.0/33"]}), "ipv4_pools[0]"),
+            (json!({"type": "x", "ipv4_pools": ["fd00::/48"]}), "ipv4_pools[0]"),
+            (json!({"type": "x", "ipv4_pools": ["Bad_Name"]}), "ipv4_pools[0]"),
+            (json!({"type": "x", "local_store_dir": "relative"}), "local_store_dir"),
+            (json!({"type": "x", "nodename": "../etc"}), "nodename"),
+            (json!({"type": "x", "node_labels": {"a": 1}}), "node_labels"),
+            (json!({"type": "x", "assign_ipv4": "false"}), "both false"),
+            (json!({}), "ipam.type"),
+        ];
+        for (ipam, what) in cases {
+            let err = conf(ipam.clone()).unwrap_err();
+            assert_eq!(err.code(), 7, "{ipam}");
+            assert!(err.to_string().contains(what), "{ipam}: {err}");
+        }
+        let err = conf(json!({"type": "x", "datastore_type": "etcdv3"})).unwrap_err();
+        assert!(err.to_string().contains("not supported yet"));
+    }
+
+    #[test]
+    fn requested_ip_args() {
+        assert_eq!(requested_ips(Some("10.0.0.5")).unwrap(), vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(requested_ips(Some("10.0.0.5/24,fd00::5")).unwrap().len(), 2);
+        assert!(requested_ips(Some("10.0.0.5,10.0.0.6")).is_err());
+        assert_eq!(requested_ips(Some("nope")).unwrap_err().code(), 4);
+        assert!(requested_ips(None).unwrap().is_empty());
+    }
+}

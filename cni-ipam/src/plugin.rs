@@ -1,0 +1,191 @@
+//! The CNI verbs of `cni-ipam`. Each verb parses the config once, opens the store, takes the node lock for
+//! the whole operation and calls the allocator. `add`/`del`/`gc` below are store-generic for the unit tests.
+use crate::error::IpamError;
+use crate::ipam::config::{requested_ips, IpamConf};
+use crate::ipam::records::{load, Handle};
+use crate::ipam::{Assignment, Ipam, Now, Owner};
+use common::cni::{code, CniError, CniResult, IpConfig, Plugin, Request, Route};
+use common::store::{Datastore, FileStore, Key};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+pub struct IpamPlugin;
+
+impl Plugin for IpamPlugin {
+    fn add(&self, req: &Request) -> Result<CniResult, CniError> {
+        cni_add(req).map_err(CniError::from)
+    }
+
+    fn del(&self, req: &Request) -> Result<(), CniError> {
+        cni_del(req).map_err(CniError::from)
+    }
+
+    fn check(&self, req: &Request) -> Result<(), CniError> {
+        cni_check(req).map_err(CniError::from)
+    }
+
+    fn status(&self, req: &Request) -> Result<(), CniError> {
+        let ready = IpamConf::parse(&req.config).and_then(|c| open_store(&c)).and_then(|s| Ok(s.lock().map(drop)?));
+        ready.map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store not available: {e}")))
+    }
+
+    fn gc(&self, req: &Request) -> Result<(), CniError> {
+        cni_gc(req).map_err(CniError::from)
+    }
+}
+
+pub fn open_store(conf: &IpamConf) -> Result<FileStore, IpamError> {
+    Ok(FileStore::open(&conf.store_dir)?)
+}
+
+/// `<network name>.<container id>`, cut at the first `\r` as Calico sanitises handles.
+pub fn handle_id(network: &str, container_id: &str) -> String {
+    let h = format!("{network}.{container_id}");
+    match h.split_once('\r') {
+        Some((head, _)) => head.to_string(),
+        None => h,
+    }
+}
+
+fn k8s_pod(req: &Request) -> Option<(&str, &str)> {
+    let ns = req.env.arg("K8S_POD_NAMESPACE").filter(|s| !s.is_empty())?;
+    let pod = req.env.arg("K8S_POD_NAME").filter(|s| !s.is_empty())?;
+    Some((ns, pod))
+}
+
+fn owner_for(req: &Request, node: &str) -> Owner {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("node".to_string(), node.to_string());
+    attrs.insert("timestamp".to_string(), Now::system().go_string);
+    if let Some((ns, pod)) = k8s_pod(req) {
+        attrs.insert("namespace".to_string(), ns.to_string());
+        attrs.insert("pod".to_string(), pod.to_string());
+    }
+    Owner { handle: handle_id(&req.name, req.env.container_id()), attrs }
+}
+
+fn cni_add(req: &Request) -> Result<CniResult, IpamError> {
+    let conf = IpamConf::parse(&req.config)?;
+    let requested = requested_ips(req.env.arg("IP"))?;
+    let store = open_store(&conf)?;
+    let got = add(&store, &conf, &owner_for(req, &conf.node.name), &requested)?;
+    Ok(CniResult {
+        cni_version: req.cni_version.clone(),
+        ips: got.iter().map(|a| IpConfig { address: a.address(), gateway: None, interface: None }).collect(),
+        routes: got.iter().map(|a| Route::to(a.block)).collect(),
+        ..Default::default()
+    })
+}
+
+/// Assigns the requested addresses, or one per enabled family. All or nothing: if a later family fails, the
+/// addresses already taken by this call are released before the error is returned.
+pub fn add(store: &dyn Datastore, conf: &IpamConf, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Assignment>, IpamError> {
+    let mut session = store.lock()?;
+    let mut ipam = Ipam::new(&mut *session)?;
+    // Resolve every pool first, so configuration errors come before any write.
+    let mut plan = Vec::new();
+    if requested.is_empty() {
+        if conf.assign_ipv4 {
+            plan.push((false, ipam.select_pools(false, &conf.ipv4_pools, &conf.node)?));
+        }
+        if conf.assign_ipv6 {
+            plan.push((true, ipam.select_pools(true, &conf.ipv6_pools, &conf.node)?));
+        }
+    }
+    let mut got = Vec::new();
+    let mut failure = None;
+    for ip in requested {
+        match ipam.assign_ip(*ip, &conf.node, owner) {
+            Ok(a) => got.push(a),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    for (v6, pools) in &plan {
+        if failure.is_some() {
+            break;
+        }
+        match ipam.auto_assign(*v6, pools, &conf.node, owner) {
+            Ok(a) => got.push(a),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let Some(e) = failure {
+        let undo: Vec<(IpAddr, Option<u64>)> = got.iter().map(|a| (a.ip, None)).collect();
+        if let Err(u) = ipam.release_ips(&undo) {
+            tracing::error!(error = %u, "could not release the addresses of a failed ADD");
+        }
+        return Err(e);
+    }
+    tracing::info!(handle = %owner.handle, ips = ?got.iter().map(|a| a.address().to_string()).collect::<Vec<_>>(), "assigned");
+    Ok(got)
+}
+
+fn cni_del(req: &Request) -> Result<(), IpamError> {
+    let conf = IpamConf::parse(&req.config)?;
+    let store = open_store(&conf)?;
+    let mut handles = vec![handle_id(&req.name, req.env.container_id())];
+    // The workload-ID handle of Calico v2.x and of CRI container-ID changes.
+    handles.push(match k8s_pod(req) {
+        Some((ns, pod)) => format!("{ns}.{pod}"),
+        None => req.env.container_id().to_string(),
+    });
+    del(&store, &handles).map(drop)
+}
+
+/// Releases every address of each handle; handles that do not exist are fine (DEL is idempotent).
+pub fn del(store: &dyn Datastore, handles: &[String]) -> Result<usize, IpamError> {
+    let mut session = store.lock()?;
+    let mut ipam = Ipam::new(&mut *session)?;
+    let mut released = 0;
+    for h in handles {
+        released += ipam.release_by_handle(h)?;
+    }
+    Ok(released)
+}
+
+fn cni_check(req: &Request) -> Result<(), IpamError> {
+    let conf = IpamConf::parse(&req.config)?;
+    let store = open_store(&conf)?;
+    let session = store.lock()?;
+    let handle = handle_id(&req.name, req.env.container_id());
+    match load::<Handle>(&*session, &Key::Handle(handle.clone()))? {
+        Some((h, _)) if !h.deleted && h.block.values().any(|n| *n > 0) => Ok(()),
+        _ => Err(IpamError::NoAllocation(handle)),
+    }
+}
+
+fn cni_gc(req: &Request) -> Result<(), IpamError> {
+    let conf = IpamConf::parse(&req.config)?;
+    let Some(valid) = valid_attachments(&req.config)? else {
+        tracing::info!("GC without cni.dev/valid-attachments: nothing released");
+        return Ok(());
+    };
+    let store = open_store(&conf)?;
+    gc(&store, &req.name, &conf.node.name, &valid).map(drop)
+}
+
+/// Container IDs from `cni.dev/valid-attachments` (or the older `cni.dev/attachments`); `None` if absent.
+pub fn valid_attachments(config: &serde_json::Value) -> Result<Option<BTreeSet<String>>, IpamError> {
+    let list = match config.get("cni.dev/valid-attachments").or_else(|| config.get("cni.dev/attachments")) {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Array(list)) => list,
+        Some(other) => return Err(IpamError::Config(format!("cni.dev/valid-attachments must be a list, got {other}"))),
+    };
+    list.iter()
+        .map(|a| {
+            a.get("containerID")
+                .and_then(|c| c.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| IpamError::Config(format!("cni.dev/valid-attachments entry without containerID: {a}")))
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+pub fn gc(store: &dyn Datastore, network: &str, node: &str, valid: &BTreeSet<String>) -> Result<usize, IpamError> {
+    let mut session = store.lock()?;
+    Ipam::new(&mut *session)?.gc(network, node, valid)
+}
