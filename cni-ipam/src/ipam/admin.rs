@@ -1,9 +1,12 @@
 //! Operator changes to pools and the IPAM config: validated in full before anything is written, then
 //! committed at once, so a bad file leaves the store untouched.
+use super::block::Block;
 use super::pool::{Pool, PoolResource};
-use super::records::{encode, load, IpamConfig, PoolNames};
+use super::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use crate::error::IpamError;
-use common::store::{Key, Op, Store};
+use common::store::{Key, Kind, Op, Store};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
 use serde::Deserialize;
 
 /// What an operator file may contain: v3 resources, as `calicoctl apply -f` takes them.
@@ -137,4 +140,50 @@ pub fn apply(store: &mut dyn Store, res: &Resources) -> Result<(), IpamError> {
         store.commit(&ops)?;
     }
     Ok(())
+}
+
+/// Rebuilds the pool and host indexes from the block records (`cni-ipam index rebuild`): for a store whose
+/// index records were lost or edited by hand. Scans every block; never needed on the ADD path.
+pub fn rebuild_indexes(store: &mut dyn Store) -> Result<usize, IpamError> {
+    let mut pools = stored_pools(store)?;
+    if pools.is_empty() {
+        pools.push(Pool::default_v4());
+    }
+    let mut claimed: BTreeMap<IpNet, PoolBlocks> = BTreeMap::new();
+    let mut hosts: BTreeMap<String, HostBlocks> = BTreeMap::new();
+    let mut blocks = 0;
+    for (key, rec) in store.list(Kind::Block)? {
+        let block: Block =
+            serde_json::from_value(rec.value).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+        blocks += 1;
+        if let Some(pool) = pools.iter().find(|p| p.contains_block(&block.cidr)) {
+            let pb = claimed.entry(pool.cidr).or_insert_with(|| PoolBlocks { block_size: pool.block_size, ..Default::default() });
+            pb.claimed.insert(pool.block_index(block.cidr.network()));
+        }
+        if let Some(host) = block.affinity.as_deref().and_then(|a| a.strip_prefix("host:")) {
+            hosts.entry(host.to_string()).or_default().set(block.cidr, true);
+        }
+    }
+    let mut ops = Vec::new();
+    for pool in &pools {
+        let pb = claimed.remove(&pool.cidr).unwrap_or(PoolBlocks { block_size: pool.block_size, ..Default::default() });
+        ops.push(upsert(store, Key::PoolBlocks(pool.cidr), encode(&pb)?)?);
+    }
+    for (key, _) in store.list(Kind::HostBlocks)? {
+        if let Key::HostBlocks(host) = &key {
+            hosts.entry(host.clone()).or_default();
+        }
+    }
+    for (host, hb) in hosts {
+        ops.push(upsert(store, Key::HostBlocks(host), encode(&hb)?)?);
+    }
+    store.commit(&ops)?;
+    Ok(blocks)
+}
+
+fn upsert(store: &dyn Store, key: Key, value: serde_json::Value) -> Result<Op, IpamError> {
+    Ok(match store.get(&key)? {
+        Some(r) => Op::Update { key, value, rev: r.rev },
+        None => Op::Create { key, value },
+    })
 }

@@ -488,3 +488,7 @@ impl<'s> Ipam<'s> {
         Ok(released)
     }
 }
+
+#[cfg(test)]
+#[path = "allocator_tests.rs"]
+mod tests;
