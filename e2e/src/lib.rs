@@ -2,6 +2,7 @@
 //! they share. A test builds a node netns (testbed), a private mount namespace in which the machine's CNI
 //! dirs are temp dirs, starts its daemons there and records every plugin call; all of it is undone on drop.
 //! The machine's root network namespace is never touched.
+pub mod bed;
 pub mod daemon;
 pub mod ipam;
 pub mod mountns;

@@ -69,8 +69,28 @@ impl MountNs {
     }
 }
 
+impl MountNs {
+    /// Processes other than the holder still in this namespace: daemons or shims a failed test left behind.
+    pub fn stragglers(&self) -> Vec<i32> {
+        let Ok(me) = std::fs::read_link(self.ns_path()) else { return Vec::new() };
+        let holder = self.holder.id() as i32;
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| pid != holder && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l == me))
+            .collect()
+    }
+}
+
 impl Drop for MountNs {
     fn drop(&mut self) {
+        // Everything in this namespace was started by this test (through `command`): kill what is left.
+        for pid in self.stragglers() {
+            eprintln!("e2e: killing leftover process {pid} in the test's mount namespace");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
         drop(self.holder.stdin.take());
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while matches!(self.holder.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
