@@ -17,9 +17,14 @@ pub fn find(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
         .ok_or_else(|| CniError::config(format!("failed to find plugin {name:?} in path {path:?}")))
 }
 
-/// Execs `plugin` for `command` with our own process environment (CNI_COMMAND overridden) and `stdin`.
-/// Returns the plugin's stdout on success, its error object on failure.
-pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+/// A delegate that has been started and is running alongside us.
+pub struct Running {
+    child: std::process::Child,
+    plugin: PathBuf,
+}
+
+/// Starts `plugin` for `command` with our own process environment (CNI_COMMAND overridden), feeding it `stdin`.
+pub fn start(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Running, CniError> {
     let mut tries = 0;
     let mut child = loop {
         let spawned = std::process::Command::new(plugin)
@@ -39,19 +44,33 @@ pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, Cn
         }
     };
     if let Some(mut si) = child.stdin.take() {
-        // A delegate that exits without reading stdin is its own error, reported through its exit status.
+        // Config is far below the pipe buffer, so this does not wait for the child to read. A delegate that
+        // exits without reading is its own error, reported through its exit status.
         let _ = si.write_all(stdin);
     }
-    let out = child.wait_with_output().map_err(|e| CniError::new(code::IO, format!("waiting for {}: {e}", plugin.display())))?;
-    if out.status.success() {
-        return Ok(out.stdout);
+    Ok(Running { child, plugin: plugin.to_path_buf() })
+}
+
+impl Running {
+    /// Waits for the delegate: its stdout on success, its error object on failure.
+    pub fn wait(self) -> Result<Vec<u8>, CniError> {
+        let plugin = self.plugin;
+        let out = self.child.wait_with_output().map_err(|e| CniError::new(code::IO, format!("waiting for {}: {e}", plugin.display())))?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let name = plugin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Err(match serde_json::from_slice::<CniError>(&out.stdout) {
+            Ok(e) => e,
+            Err(_) => CniError::internal(format!("plugin {name} failed ({})", out.status))
+                .with_details(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        })
     }
-    let name = plugin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Err(match serde_json::from_slice::<CniError>(&out.stdout) {
-        Ok(e) => e,
-        Err(_) => CniError::internal(format!("plugin {name} failed ({})", out.status))
-            .with_details(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-    })
+}
+
+/// Runs `plugin` for `command` to completion.
+pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+    start(plugin, command, stdin)?.wait()
 }
 
 /// IPAM ADD: the delegate's (abbreviated) result.
@@ -65,6 +84,10 @@ pub fn ipam_add(ipam_type: &str, env: &Env, stdin: &[u8]) -> Result<CniResult, C
 
 /// IPAM DEL, CHECK, STATUS or GC: success or the delegate's error.
 pub fn ipam_call(ipam_type: &str, command: Command, env: &Env, stdin: &[u8]) -> Result<(), CniError> {
-    let plugin = find(ipam_type, &env.path)?;
-    exec(&plugin, command, stdin).map(|_| ())
+    ipam_start(ipam_type, command, env, stdin)?.wait().map(drop)
+}
+
+/// Starts an IPAM call and returns at once, so our own work can overlap with it.
+pub fn ipam_start(ipam_type: &str, command: Command, env: &Env, stdin: &[u8]) -> Result<Running, CniError> {
+    start(&find(ipam_type, &env.path)?, command, stdin)
 }
