@@ -69,3 +69,22 @@ pub fn exclusive() -> Exclusive {
     let lock = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock e2e dir");
     Exclusive { _lock: lock }
 }
+
+/// Removes the (empty) cgroup directories runc/conmon created under `/sys/fs/cgroup/<controller>/<parent>`
+/// for this test's containers, deepest first. A cgroup that still has processes stays (rmdir fails).
+pub fn remove_cgroup_tree(parent: &str) {
+    fn rmdir_tree(dir: &Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let p = ctl.path().join(parent.trim_start_matches('/'));
+        if p.is_dir() {
+            rmdir_tree(&p);
+        }
+    }
+}

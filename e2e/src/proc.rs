@@ -25,9 +25,14 @@ impl Out {
 
 /// Runs `cmd` (stdin closed), killing it and failing if it takes longer than `deadline`.
 pub fn run(cmd: &mut Command, deadline: Duration) -> Out {
+    try_run(cmd, deadline).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `run` for cleanup paths, which must not panic: a spawn failure or timeout is an error value.
+pub fn try_run(cmd: &mut Command, deadline: Duration) -> Result<Out, String> {
     let what = format!("{cmd:?}");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let mut child = cmd.spawn().map_err(|e| format!("spawning {what}: {e}"))?;
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     // Readers on their own threads so a chatty child never blocks on a full pipe while we poll it.
@@ -43,17 +48,17 @@ pub fn run(cmd: &mut Command, deadline: Duration) -> Out {
     });
     let start = Instant::now();
     let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
+        if let Some(st) = child.try_wait().map_err(|e| format!("waiting for {what}: {e}"))? {
             break st;
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} still running after {deadline:?}; killed");
+            return Err(format!("{what} still running after {deadline:?}; killed"));
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Out { what, code: status.code().unwrap_or(-1), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
+    Ok(Out { what, code: status.code().unwrap_or(-1), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
 }
 
 /// Polls `cond` until it holds, failing with `what` after `deadline`.

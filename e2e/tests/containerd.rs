@@ -69,6 +69,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         proc::run(self.ctr_cmd().args(args), T)
     }
 
+    fn try_ctr(&self, args: &[&str]) -> Option<Out> {
+        proc::try_run(self.ctr_cmd().args(args), T).ok()
+    }
+
     /// Kills a detached container's task and removes it the way a user would: no DEL is ever sent.
     fn kill_and_remove(&self, id: &str) {
         let _ = self.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
@@ -84,20 +88,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 impl Drop for Containerd<'_> {
     fn drop(&mut self) {
         // After a failure containers may still run: stop them through containerd, then containerd itself.
-        if let Ok(out) = std::panic::catch_unwind(|| self.ctr(&["container", "ls", "-q"]).stdout) {
-            for id in out.lines().filter(|l| !l.is_empty()) {
-                let _ = std::panic::catch_unwind(|| {
-                    let _ = self.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
-                    let _ = self.ctr(&["task", "rm", "--force", id]);
-                    let _ = self.ctr(&["container", "rm", id]);
-                });
+        if let Some(out) = self.try_ctr(&["container", "ls", "-q"]) {
+            for id in out.stdout.lines().filter(|l| !l.is_empty()) {
+                self.try_ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+                self.try_ctr(&["task", "rm", "--force", id]);
+                self.try_ctr(&["container", "rm", id]);
             }
         }
         self.daemon.stop();
         // runc's cgroupfs parents (/sys/fs/cgroup/<controller>/<namespace>) stay behind when empty.
-        for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(ctl.path().join(&self.ns));
-        }
+        e2e::remove_cgroup_tree(&self.ns);
     }
 }
 

@@ -1,0 +1,172 @@
+//! podman 4.3 with its CNI backend (`network_backend = "cni"`) running containers on our conflist.
+//! podman calls VERSION before every ADD/DEL, passes `IgnoreUnknown=1;K8S_POD_NAME=<name>` and converts our
+//! result to 0.4.0 (it parses the container interface's `mac`); a recorder in front of our plugins shows it.
+//! All podman state lives in the test's temp dir; podman runs in the node netns and a private mount ns.
+use e2e::bed::{Bed, NET};
+use e2e::proc::{self, Out};
+use e2e::recorder::Call;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const IMAGE: &str = "localhost/bb:latest";
+const T: Duration = Duration::from_secs(90);
+
+struct Podman<'a> {
+    bed: &'a Bed,
+    dir: PathBuf,
+    /// cgroup parent of this test's containers and conmons (default /libpod_parent would be shared).
+    cgroup: String,
+    started: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Podman<'a> {
+    fn new(bed: &'a mut Bed) -> Podman<'a> {
+        let dir = bed.path("podman");
+        for d in ["storage", "runroot", "tmp"] {
+            std::fs::create_dir_all(dir.join(d)).expect("podman dir");
+        }
+        // No CAP_SYS_RESOURCE in this sandbox: podman's default rlimits would fail in runc (env.md §2b).
+        let conf = format!(
+            r#"[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{bin}"]
+network_config_dir = "{netd}"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{dir}/events.log"
+runtime = "runc"
+tmp_dir = "{dir}/tmp"
+"#,
+            bin = bed.node.bin.display(),
+            netd = bed.netd.display(),
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
+        // podman's locks live in /dev/shm: an empty tmpfs of our own there, gone with the namespace.
+        bed.mnt.tmpfs(Path::new("/dev/shm"));
+        // `podman load` keeps a blob-info cache in /var/lib/containers whatever --root says.
+        std::fs::create_dir(dir.join("var-lib-containers")).expect("dir");
+        bed.mnt.bind(&dir.join("var-lib-containers"), Path::new("/var/lib/containers"));
+        let bed: &'a Bed = bed;
+        Podman { bed, dir, cgroup: format!("/crs-e2e-podman-{}", std::process::id()), started: Default::default() }
+    }
+
+    fn podman(&self, args: &[&str]) -> Out {
+        proc::run(&mut self.command(args), T)
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = self.bed.mnt.command(Some(&self.bed.node.name), "podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs"])
+            .args(args);
+        c
+    }
+
+    /// `podman run -d`, remembered so that a failing test still removes it.
+    fn run_detached(&self, name: &str, args: &[&str]) -> Out {
+        self.started.borrow_mut().push(name.to_string());
+        let mut a = vec!["run", "-d", "--cgroup-parent", &self.cgroup, "--name", name];
+        a.extend_from_slice(args);
+        self.podman(&a)
+    }
+}
+
+impl Drop for Podman<'_> {
+    fn drop(&mut self) {
+        for name in self.started.borrow().iter() {
+            let _ = proc::try_run(&mut self.command(&["rm", "--force", "--time", "0", name]), T);
+        }
+        // Storage is overlay mounts inside our mount namespace; unmount them before the namespace goes.
+        let _ = proc::try_run(&mut self.command(&["system", "reset", "--force"]), T);
+        e2e::remove_cgroup_tree(&self.cgroup);
+    }
+}
+
+fn addr_of(call: &Call) -> IpAddr {
+    let a = call.stdout["ips"][0]["address"].as_str().unwrap_or_else(|| panic!("ADD result has no address: {:?}", call.stdout));
+    a.split('/').next().unwrap_or(a).parse().expect("address")
+}
+
+#[test]
+fn podman_cni_backend_runs_containers_on_our_network() {
+    if !testbed::root_or_skip("podman_cni") || !e2e::have_tools("podman_cni", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let mut bed = Bed::new("pdm", "10.245.0.0/16");
+    let image = bed.image();
+    let pm = Podman::new(&mut bed);
+    let bed = pm.bed;
+
+    let version = pm.podman(&["version", "--format", "{{.Client.Version}}"]).ok();
+    eprintln!("podman version {}", version.trim());
+    let backend = pm.podman(&["info", "--format", "{{.Host.NetworkBackend}}"]).ok();
+    assert_eq!(backend.trim(), "cni", "podman must use its CNI backend");
+    let nets = pm.podman(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok();
+    assert!(nets.lines().any(|l| l.starts_with(NET)), "podman does not list our network: {nets}");
+    pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
+    eprintln!("calls after info/network ls/load: {}", bed.rec.calls().len());
+
+    // A detached container: podman's 0.4.0 view of our result (address, MAC) is what we answered.
+    pm.run_detached("web", &["--network", NET, IMAGE, "sleep", "600"]).ok();
+    let calls = bed.rec.calls();
+    let add = calls.iter().find(|c| c.plugin == "cni-calico" && c.command == "ADD").unwrap_or_else(|| panic!("no ADD:\n{}", bed.rec.transcript()));
+    let web = addr_of(add);
+    let mac = add.stdout["interfaces"][1]["mac"].as_str().expect("container mac").to_string();
+    let field = |f: &str| format!("{{{{(index .NetworkSettings.Networks \"{NET}\").{f}}}}}");
+    let inspect = pm.podman(&["inspect", "web", "--format", &format!("{} {}", field("IPAddress"), field("MacAddress"))]).ok();
+    assert_eq!(inspect.trim(), format!("{web} {mac}"), "podman inspect");
+    assert!(bed.ipam.owner(web).is_some(), "web's {web} not in the store: {:?}", bed.ipam.allocations());
+
+    // podman run --rm: the container has its address and reaches web through the node.
+    let script = format!("ip -o -4 addr show dev eth0; ip -4 route; for i in 1 2 3; do ping -c1 -W1 {web} >/dev/null && echo PING-OK && break; done");
+    let out = pm.podman(&["run", "--rm", "--cgroup-parent", &pm.cgroup, "--name", "client", "--network", NET, IMAGE, "sh", "-c", &script]);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 0, "podman run --rm: {text}\nplugin log:\n{}", bed.plugin_log());
+    assert!(text.contains("default via 169.254.1.1 dev eth0"), "{text}");
+    assert!(text.contains("PING-OK"), "client could not ping web {web}:\n{text}");
+
+    // podman stop sends DEL while the netns still exists; rm sends nothing more.
+    pm.podman(&["stop", "--time", "0", "web"]).ok();
+    pm.podman(&["rm", "web"]).ok();
+    assert!(bed.ipam.allocations().is_empty(), "addresses left after podman stop/rm: {:?}", bed.ipam.allocations());
+
+    let calls: Vec<Call> = bed.rec.calls().into_iter().filter(|c| c.plugin == "cni-calico").collect();
+    eprintln!("CNI calls seen ({NET}):\n{}", bed.rec.transcript());
+    // Every ADD and DEL comes right after a VERSION (libcni's GetVersionInfo on the cached or loaded config).
+    let ops: Vec<usize> = (0..calls.len()).filter(|&i| calls[i].command != "VERSION").collect();
+    let verbs: Vec<&str> = ops.iter().map(|&i| calls[i].command.as_str()).collect();
+    assert_eq!(verbs, ["ADD", "ADD", "DEL", "DEL"], "{}", bed.rec.transcript());
+    for &i in &ops {
+        assert!(i > 0, "{}", bed.rec.transcript());
+        let (version, op) = (&calls[i - 1], &calls[i]);
+        assert_eq!(version.command, "VERSION", "no VERSION right before {}", op.line());
+        assert_eq!(version.rc, 0, "{}", version.line());
+        assert_eq!(version.netns, "dummy", "libcni's GetVersionInfo: {}", version.line());
+        assert!(version.stdout["supportedVersions"].as_array().is_some_and(|v| v.iter().any(|x| x == "0.4.0")), "{:?}", version.stdout);
+        assert_eq!(op.rc, 0, "{} -> {:?}", op.line(), op.stdout);
+        assert!(op.netns.starts_with("/run/netns/netns-"), "podman's netns, present for ADD and DEL: {}", op.line());
+        let name = if op.containerid == add.containerid { "web" } else { "client" };
+        assert_eq!(op.args, format!("IgnoreUnknown=1;K8S_POD_NAME={name}"), "{}", op.line());
+        assert_eq!(op.stdin.get("prevResult").is_some(), op.command == "DEL", "{}", op.line());
+        if op.command == "ADD" {
+            let mac = op.stdout["interfaces"][1]["mac"].as_str().unwrap_or("");
+            assert_eq!(mac.len(), 17, "container interface needs a MAC for podman: {:?}", op.stdout);
+        }
+    }
+    let links = bed.node.ip_in(&bed.node.name, &["-o", "link"]);
+    assert!(!links.contains("cali"), "{links}");
+}
