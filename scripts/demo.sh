@@ -39,8 +39,8 @@ cat > "$T/net.json" <<JSON
 JSON
 echo "== network config"; cat "$T/net.json"
 
-cni() { # VERB POD [stdin-file]
-  ip netns exec "$NODE" env CNI_COMMAND="$1" CNI_CONTAINERID="demo-$2" CNI_NETNS="/run/netns/$2" \
+cni() { # VERB POD [stdin-file]; container IDs are 64 hex characters, as runtimes make them
+  ip netns exec "$NODE" env CNI_COMMAND="$1" CNI_CONTAINERID="$(echo "$2" | sha256sum | cut -c1-64)" CNI_NETNS="/run/netns/$2" \
     CNI_IFNAME=eth0 CNI_PATH="$T/bin" "$T/bin/cni-calico" < "${3:-$T/net.json}"
 }
 
