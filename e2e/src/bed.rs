@@ -30,6 +30,7 @@ impl Bed {
         let node = Node::new(tag);
         let rec = Recorder::new(node.path("calls.jsonl"));
         let ipam = Ipam::for_test(node.dir.path(), pool);
+        ipam.prepare();
 
         // The bin dir gets bind-mounted over /usr/lib/cni: symlinks into /usr/lib/cni would then point at
         // themselves, so Debian's plugins are copied in, ours wrapped by the recorder.

@@ -23,6 +23,45 @@ impl Ipam {
         }
     }
 
+    /// Creates the pool in the store (cni-ipam allocates only from pools that exist, as Calico does), with
+    /// the operator command a user runs: `cni-ipam --store DIR pool add --name NAME --cidr CIDR`.
+    pub fn prepare(&self) {
+        if let Ipam::Calico { store, pool, .. } = self {
+            let ipam = crate::built("cni-ipam");
+            let mut c = std::process::Command::new(ipam);
+            c.arg("--store").arg(store).args(["pool", "add", "--name", "e2e-pool", "--cidr", pool]);
+            crate::proc::run(&mut c, std::time::Duration::from_secs(30)).ok();
+        }
+    }
+
+    /// `cni-ipam show --blocks`, the operator's view of the store (None for host-local).
+    pub fn show(&self) -> Option<String> {
+        let Ipam::Calico { store, .. } = self else { return None };
+        let mut c = std::process::Command::new(crate::built("cni-ipam"));
+        c.arg("--store").arg(store).args(["show", "--blocks"]);
+        Some(crate::proc::run(&mut c, std::time::Duration::from_secs(30)).ok())
+    }
+
+    /// Addresses in use according to `cni-ipam show` (its "IP Pool" lines), to cross-check `allocations`.
+    pub fn in_use_per_show(&self) -> Option<u64> {
+        let text = self.show()?;
+        let mut total = 0;
+        for l in text.lines().filter(|l| l.starts_with("IP Pool")) {
+            let n = l.split_whitespace().nth(4).and_then(|t| t.parse::<u64>().ok());
+            total += n.unwrap_or_else(|| panic!("unexpected `cni-ipam show` line: {l}"));
+        }
+        Some(total)
+    }
+
+    /// Asserts that the store and `cni-ipam show` agree on how many addresses are in use, and returns it.
+    pub fn assert_in_use(&self, n: usize) {
+        let allocs = self.allocations();
+        assert_eq!(allocs.len(), n, "allocations in the store: {allocs:?}");
+        if let Some(shown) = self.in_use_per_show() {
+            assert_eq!(shown as usize, n, "cni-ipam show disagrees:\n{}", self.show().unwrap_or_default());
+        }
+    }
+
     pub fn plugin(&self) -> &'static str {
         match self {
             Ipam::Calico { .. } => "cni-ipam",

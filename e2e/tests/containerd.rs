@@ -133,6 +133,7 @@ fn ctr_run_cni_gets_an_address_pings_a_neighbour_releases_on_exit_and_gc_frees_l
     let web = addr_of(find(&calls, plugin, "ADD", &cid("web")).first().unwrap_or_else(|| panic!("no ADD for web:\n{}", bed.rec.transcript())));
     let db = addr_of(find(&calls, plugin, "ADD", &cid("db")).first().expect("ADD for db"));
     assert!(bed.ipam.owner(web).is_some_and(|o| o.contains(&cid("web"))), "web's {web} not in the store: {:?}", bed.ipam.allocations());
+    bed.ipam.assert_in_use(2);
 
     // ctr run --rm: address from our IPAM, reaches its neighbour through the node, DEL on exit frees it.
     let script = format!("ip -o -4 addr show dev eth0; ip -4 route; for i in 1 2 3; do ping -c1 -W1 {web} >/dev/null && echo PING-OK && break; done");
@@ -153,6 +154,7 @@ fn ctr_run_cni_gets_an_address_pings_a_neighbour_releases_on_exit_and_gc_frees_l
     assert!(del[0].stdin.get("prevResult").is_some(), "libcni sends the cached result with DEL");
     assert!(bed.ipam.owner(client).is_none(), "client's {client} still allocated after DEL: {:?}", bed.ipam.allocations());
     assert!(!bed.ipam.holds(&cid("client")), "{:?}", bed.ipam.allocations());
+    bed.ipam.assert_in_use(2);
 
     // ctr run -d + kill + rm: ctr sends no DEL, the address leaks ...
     ctd.kill_and_remove("web");
@@ -166,9 +168,11 @@ fn ctr_run_cni_gets_an_address_pings_a_neighbour_releases_on_exit_and_gc_frees_l
         bed.gc(&[(&db_cid, "eth0")]).ok();
         assert!(bed.ipam.owner(web).is_none(), "GC left web's {web}: {:?}", bed.ipam.allocations());
         assert!(bed.ipam.owner(db).is_some(), "GC freed db's {db}, which is valid: {:?}", bed.ipam.allocations());
+        bed.ipam.assert_in_use(1);
         ctd.kill_and_remove("db");
         bed.gc(&[]).ok();
-        assert!(bed.ipam.allocations().is_empty(), "GC with nothing valid leaves {:?}", bed.ipam.allocations());
+        bed.ipam.assert_in_use(0);
+        eprintln!("{}", bed.ipam.show().unwrap_or_default());
     } else {
         eprintln!("E2E_IPAM=host-local: no GC check (host-local has no GC)");
         ctd.kill_and_remove("db");

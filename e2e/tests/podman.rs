@@ -130,6 +130,7 @@ fn podman_cni_backend_runs_containers_on_our_network() {
     let inspect = pm.podman(&["inspect", "web", "--format", &format!("{} {}", field("IPAddress"), field("MacAddress"))]).ok();
     assert_eq!(inspect.trim(), format!("{web} {mac}"), "podman inspect");
     assert!(bed.ipam.owner(web).is_some(), "web's {web} not in the store: {:?}", bed.ipam.allocations());
+    bed.ipam.assert_in_use(1);
 
     // podman run --rm: the container has its address and reaches web through the node.
     let script = format!("ip -o -4 addr show dev eth0; ip -4 route; for i in 1 2 3; do ping -c1 -W1 {web} >/dev/null && echo PING-OK && break; done");
@@ -142,7 +143,7 @@ fn podman_cni_backend_runs_containers_on_our_network() {
     // podman stop sends DEL while the netns still exists; rm sends nothing more.
     pm.podman(&["stop", "--time", "0", "web"]).ok();
     pm.podman(&["rm", "web"]).ok();
-    assert!(bed.ipam.allocations().is_empty(), "addresses left after podman stop/rm: {:?}", bed.ipam.allocations());
+    bed.ipam.assert_in_use(0);
 
     let calls: Vec<Call> = bed.rec.calls().into_iter().filter(|c| c.plugin == "cni-calico").collect();
     eprintln!("CNI calls seen ({NET}):\n{}", bed.rec.transcript());
