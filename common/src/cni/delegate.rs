@@ -91,3 +91,53 @@ pub fn ipam_call(ipam_type: &str, command: Command, env: &Env, stdin: &[u8]) -> 
 pub fn ipam_start(ipam_type: &str, command: Command, env: &Env, stdin: &[u8]) -> Result<Running, CniError> {
     start(&find(ipam_type, &env.path)?, command, stdin)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn find_searches_cni_path_in_order_and_rejects_paths() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        script(b.path(), "ipam", "exit 0");
+        let path = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        assert_eq!(find("ipam", &path).unwrap(), b.path().join("ipam"));
+        script(a.path(), "ipam", "exit 0");
+        assert_eq!(find("ipam", &path).unwrap(), a.path().join("ipam"));
+        assert_eq!(find("nope", &path).unwrap_err().code, code::INVALID_CONFIG);
+        assert_eq!(find("../ipam", &path).unwrap_err().code, code::INVALID_CONFIG);
+        assert_eq!(find("", &path).unwrap_err().code, code::INVALID_CONFIG);
+    }
+
+    #[test]
+    fn delegate_sees_the_command_and_our_stdin() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "echo", r#"printf '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/24"}],"dns":{"nameservers":["'$CNI_COMMAND'"]}}'; cat > /dev/null"#);
+        let out = exec(&p, Command::Add, b"{}").unwrap();
+        let r = CniResult::from_value(&serde_json::from_slice(&out).unwrap()).unwrap();
+        assert_eq!(r.dns.nameservers, ["ADD"]);
+        let p = script(d.path(), "cat", "cat");
+        assert_eq!(exec(&p, Command::Del, b"hello").unwrap(), b"hello");
+    }
+
+    #[test]
+    fn delegate_errors_keep_their_code_or_become_internal() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "fails", r#"echo '{"code":11,"msg":"store busy","details":"x"}'; exit 1"#);
+        let e = exec(&p, Command::Add, b"{}").unwrap_err();
+        assert_eq!((e.code, e.msg.as_str(), e.details.as_str()), (11, "store busy", "x"));
+        let p = script(d.path(), "garbage", "echo oops; exit 3");
+        let e = exec(&p, Command::Add, b"{}").unwrap_err();
+        assert_eq!(e.code, code::INTERNAL);
+        assert!(e.msg.contains("garbage") && e.details == "oops", "{e}");
+    }
+}
