@@ -1,4 +1,5 @@
-//! ADD: addresses from the IPAM plugin, then the dataplane; a failure half way releases what was taken.
+//! ADD: the veth pair is made while the IPAM plugin allocates; then addresses and routes. A failure half way
+//! removes the pair and releases what was allocated.
 use crate::config::NetConf;
 use crate::dataplane::{self, host_net, Plan, HOST_MAC};
 use crate::{names, open_container_ns};
@@ -13,21 +14,34 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
     let ifname = req.env.ifname().to_string();
     let host_if = names::host_veth(&req.env);
 
-    let ipam = delegate::ipam_add(ipam_type, &req.env, &req.stdin)?;
-    // From here on every failure must hand the addresses back.
-    let release = ReleaseOnDrop { req, ipam_type, armed: true };
-    if ipam.ips.is_empty() {
-        return Err(CniError::internal(format!("IPAM plugin {ipam_type} returned no IP addresses")));
-    }
-    let plan = Plan {
-        host_if: host_if.clone(),
-        ifname: ifname.clone(),
-        mtu: conf.mtu(),
-        ips: ipam.ips.iter().map(|ip| ip.address.addr()).collect(),
-        allow_ip_forwarding: conf.container_settings.allow_ip_forwarding,
+    let base = Plan { host_if: host_if.clone(), ifname: ifname.clone(), mtu: conf.mtu(), ips: Vec::new(), allow_ip_forwarding: conf.container_settings.allow_ip_forwarding };
+
+    // The IPAM plugin runs while the kernel creates the veth pair; its answer is awaited only when needed.
+    let mut running = Some(delegate::ipam_start(ipam_type, Command::Add, &req.env, &req.stdin)?);
+    let mut allocated: Option<CniResult> = None;
+    let wired = dataplane::setup_with(&container_ns, &base, || {
+        let ipam = running.take().ok_or_else(|| CniError::internal("IPAM result awaited twice"))?;
+        let ipam = allocated.insert(ipam.result()?);
+        if ipam.ips.is_empty() {
+            return Err(CniError::internal(format!("IPAM plugin {ipam_type} returned no IP addresses")));
+        }
+        Ok(ipam.ips.iter().map(|ip| ip.address.addr()).collect())
+    });
+    let (container, plan) = match wired {
+        Ok(w) => w,
+        Err(e) => {
+            // An ADD that fails after allocation hands the addresses back, also when the pair failed
+            // before the IPAM answer was even read.
+            let took = allocated.is_some() || running.take().is_some_and(|r| r.result().is_ok());
+            if took {
+                if let Err(rel) = delegate::ipam_call(ipam_type, Command::Del, &req.env, &req.stdin) {
+                    tracing::error!(error = %rel, "releasing addresses after a failed ADD");
+                }
+            }
+            return Err(e.into());
+        }
     };
-    let container = dataplane::setup(&container_ns, &plan).map_err(CniError::from)?;
-    release.disarm();
+    let ipam = allocated.unwrap_or_default();
 
     Ok(CniResult {
         cni_version: req.cni_version.clone(),
@@ -39,28 +53,5 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
         routes: ipam.routes,
         dns: if conf.dns.is_empty() { ipam.dns } else { conf.dns },
     })
-}
-
-/// Runs IPAM DEL when dropped armed: an ADD that fails after allocation leaks nothing.
-struct ReleaseOnDrop<'a> {
-    req: &'a Request,
-    ipam_type: &'a str,
-    armed: bool,
-}
-
-impl ReleaseOnDrop<'_> {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for ReleaseOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            if let Err(e) = delegate::ipam_call(self.ipam_type, Command::Del, &self.req.env, &self.req.stdin) {
-                tracing::error!(error = %e, "releasing addresses after a failed ADD");
-            }
-        }
-    }
 }
 

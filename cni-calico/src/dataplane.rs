@@ -1,6 +1,7 @@
 //! The workload's wiring (calico.md §1.6): the veth pair, sysctls on both ends, the link-local gateway
 //! routes in the container and the /32 (/128) route to it on the host. Also its teardown and verification.
 use crate::error::{Context, Error};
+use common::cni::CniError;
 use common::netlink::{format_mac, is_exists, Link, Netlink, RouteSpec};
 use common::netns::NetNs;
 use common::sysctl;
@@ -38,54 +39,105 @@ pub fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
-/// Wires the workload; on failure nothing it created is left behind. Returns the container link.
+/// Wires the workload for the addresses in `plan`; on failure nothing it created is left behind.
 pub fn setup(container_ns: &NetNs, plan: &Plan) -> Result<Link, Error> {
-    let host_ns = NetNs::current().ctx(|| "opening host namespace".into())?;
-    let mut host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
-    // A stale host end from an earlier sandbox of the same pod takes the name we need.
-    if let Some(stale) = host.link_by_name(&plan.host_if).ctx(|| format!("looking up {}", plan.host_if))? {
-        tracing::info!(link = %plan.host_if, "deleting stale host link");
-        host.del_link(stale.index).ctx(|| format!("deleting stale link {}", plan.host_if))?;
-    }
-    let host_fd = host_ns.fd();
-    let container = container_ns.run(|| container_side(plan, host_fd)).ctx(|| "entering container namespace".into())??;
-    if let Err(e) = host_side(&mut host, plan) {
-        // Deleting the container end takes the host end and its routes with it.
-        let _ = container_ns.run(|| Netlink::open().and_then(|mut nl| nl.del_link(container.index)));
-        return Err(e);
-    }
-    Ok(container)
+    let ips = plan.ips.clone();
+    setup_with(container_ns, plan, || Ok(ips)).map(|(link, _)| link)
 }
 
-fn container_side(plan: &Plan, host_fd: i32) -> Result<Link, Error> {
-    let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
-    if nl.link_by_name(&plan.ifname).ctx(|| format!("looking up {}", plan.ifname))?.is_some() {
-        return Err(Error::IfExists(plan.ifname.clone()));
+/// Wires the workload, asking `addresses` for its addresses only once the veth pair exists, so that
+/// address allocation (the IPAM plugin's process) runs while the kernel creates the pair.
+/// `base.ips` is ignored. Returns the container link and the plan as wired. On failure nothing it
+/// created is left behind (what `addresses` took is the caller's to give back).
+pub fn setup_with(
+    container_ns: &NetNs,
+    base: &Plan,
+    addresses: impl FnOnce() -> Result<Vec<IpAddr>, CniError> + Send,
+) -> Result<(Link, Plan), Error> {
+    let host_ns = NetNs::current().ctx(|| "opening host namespace".into())?;
+    let mut host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
+    let host_fd = host_ns.fd();
+    let (container, plan) = container_ns
+        .run(|| {
+            let link = create_pair(&mut host, base, host_fd)?;
+            let done = addresses().map_err(Error::from).and_then(|ips| {
+                let plan = Plan { ips, ..base.clone() };
+                configure_container(&link, &plan).map(|()| plan)
+            });
+            match done {
+                Ok(plan) => Ok((link, plan)),
+                Err(e) => {
+                    // Deleting the container end takes the host end with it.
+                    if let Ok(mut nl) = Netlink::open() {
+                        let _ = nl.del_link(link.index);
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .ctx(|| "entering container namespace".into())??;
+    let host_index = container.peer_index.ok_or_else(|| Error::Check(format!("veth {} reports no peer", plan.ifname)))?;
+    if let Err(e) = configure_host(&mut host, host_index, &plan) {
+        let _ = host.del_link(host_index);
+        return Err(e);
     }
-    nl.add_veth(&plan.ifname, plan.mtu, &plan.host_if, host_fd, HOST_MAC)
-        .ctx(|| format!("creating veth {} with peer {} in the host namespace", plan.ifname, plan.host_if))?;
+    Ok((container, plan))
+}
+
+/// Runs in the container namespace: the veth pair with its host end born in the host namespace, both up.
+fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Error> {
+    let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
+    let create = |nl: &mut Netlink| nl.add_veth(&plan.ifname, plan.mtu, &plan.host_if, host_fd, HOST_MAC);
+    let what = || format!("creating veth {} with peer {} in the host namespace", plan.ifname, plan.host_if);
+    match create(&mut nl) {
+        Ok(()) => {}
+        Err(e) if is_exists(&e) => {
+            if nl.link_by_name(&plan.ifname).ctx(|| format!("looking up {}", plan.ifname))?.is_some() {
+                return Err(Error::IfExists(plan.ifname.clone()));
+            }
+            // A stale host end from an earlier sandbox of the same pod holds the name we need.
+            if let Some(stale) = host.link_by_name(&plan.host_if).ctx(|| format!("looking up {}", plan.host_if))? {
+                tracing::info!(link = %plan.host_if, "deleting stale host link");
+                host.del_link(stale.index).ctx(|| format!("deleting stale link {}", plan.host_if))?;
+            }
+            create(&mut nl).ctx(what)?;
+        }
+        Err(e) => return Err(Error::Kernel { what: what(), source: e }),
+    }
     let link = nl
         .link_by_name(&plan.ifname)
         .ctx(|| format!("looking up {}", plan.ifname))?
         .ok_or_else(|| Error::Check(format!("veth {} vanished after creation", plan.ifname)))?;
-    if let Err(e) = configure_container(&mut nl, &link, plan) {
+    let mut up = || -> Result<(), Error> {
+        // Before link up, or DAD holds IPv6 addresses tentative for a second. The address family is not
+        // known yet; without IPv6 in the kernel the key is missing, which only matters if IPv6 is asked for.
+        let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_dad", plan.ifname), "0");
+        nl.set_up(link.index).ctx(|| format!("setting {} up", plan.ifname))?;
+        if let Some(peer) = link.peer_index {
+            host.set_up(peer).ctx(|| format!("setting {} up", plan.host_if))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = up() {
         let _ = nl.del_link(link.index);
         return Err(e);
     }
     Ok(link)
 }
 
-fn configure_container(nl: &mut Netlink, link: &Link, plan: &Plan) -> Result<(), Error> {
+/// Runs in the container namespace once the addresses are known: sysctls, gateway routes, addresses.
+fn configure_container(link: &Link, plan: &Plan) -> Result<(), Error> {
+    let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
     let set = |key: String, value: &str| sysctl::write(&key, value).ctx(|| "container sysctl".into());
     let forward = if plan.allow_ip_forwarding { "1" } else { "0" };
     if plan.has_v6() {
-        // Before link up, or DAD holds the address tentative for a second.
-        set(format!("net/ipv6/conf/{}/accept_dad", plan.ifname), "0")?;
+        if sysctl::read(&format!("net/ipv6/conf/{}/accept_dad", plan.ifname)).ok().as_deref() != Some("0") {
+            return Err(Error::Check(format!("could not turn off DAD on {}: is IPv6 enabled?", plan.ifname)));
+        }
         for scope in ["all", "default", "lo"] {
             set(format!("net/ipv6/conf/{scope}/disable_ipv6"), "0")?;
         }
     }
-    nl.set_up(link.index).ctx(|| format!("setting {} up", plan.ifname))?;
     if plan.has_v4() {
         nl.add_route(&RouteSpec::link_scope(host_net(GATEWAY_V4.into()), link.index)).ctx(|| "adding route 169.254.1.1 dev scope link".into())?;
         nl.add_route(&RouteSpec::via(default_net(false), GATEWAY_V4.into(), link.index)).ctx(|| "adding default route via 169.254.1.1".into())?;
@@ -125,11 +177,7 @@ fn host_sysctls(plan: &Plan) -> Vec<(String, &'static str, bool)> {
     v
 }
 
-fn host_side(host: &mut Netlink, plan: &Plan) -> Result<(), Error> {
-    let link = host
-        .link_by_name(&plan.host_if)
-        .ctx(|| format!("looking up {}", plan.host_if))?
-        .ok_or_else(|| Error::Check(format!("host end {} missing after veth creation", plan.host_if)))?;
+fn configure_host(host: &mut Netlink, index: u32, plan: &Plan) -> Result<(), Error> {
     for (key, value, required) in host_sysctls(plan) {
         match sysctl::write(&key, value) {
             Ok(()) => {}
@@ -137,9 +185,8 @@ fn host_side(host: &mut Netlink, plan: &Plan) -> Result<(), Error> {
             Err(e) => tracing::warn!(error = %e, "optional host sysctl not set"),
         }
     }
-    host.set_up(link.index).ctx(|| format!("setting {} up", plan.host_if))?;
     for ip in &plan.ips {
-        let route = RouteSpec::link_scope(host_net(*ip), link.index);
+        let route = RouteSpec::link_scope(host_net(*ip), index);
         match host.add_route(&route) {
             Ok(()) => {}
             Err(e) if is_exists(&e) => ensure_route_is_ours(host, &route, &plan.host_if)?,

@@ -23,6 +23,8 @@ pub struct Link {
     pub mtu: u32,
     pub up: bool,
     pub kind: Option<String>,
+    /// For a veth: the peer's ifindex (in the peer's namespace).
+    pub peer_index: Option<u32>,
 }
 
 /// A route as this crate reads and writes it (main table unless `table` says otherwise).
@@ -253,12 +255,13 @@ fn family(ip: IpAddr) -> AddressFamily {
 }
 
 fn to_link(l: &LinkMessage) -> Link {
-    let mut link = Link { index: l.header.index, name: String::new(), mac: [0; 6], mtu: 0, up: l.header.flags.contains(LinkFlags::Up), kind: None };
+    let mut link = Link { index: l.header.index, name: String::new(), mac: [0; 6], mtu: 0, up: l.header.flags.contains(LinkFlags::Up), kind: None, peer_index: None };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Address(m) if m.len() == 6 => link.mac.copy_from_slice(m),
             LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Link(i) => link.peer_index = Some(*i),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {

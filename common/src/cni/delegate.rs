@@ -68,18 +68,20 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Waits for an IPAM ADD: its (abbreviated) result.
+    pub fn result(self) -> Result<CniResult, CniError> {
+        let name = self.plugin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let out = self.wait()?;
+        let decode = |e: serde_json::Error| CniError::new(code::DECODE, format!("decoding result of IPAM plugin {name}: {e}"));
+        let v: serde_json::Value = serde_json::from_slice(&out).map_err(decode)?;
+        CniResult::from_value(&v).map_err(decode)
+    }
+}
+
 /// Runs `plugin` for `command` to completion.
 pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
     start(plugin, command, stdin)?.wait()
-}
-
-/// IPAM ADD: the delegate's (abbreviated) result.
-pub fn ipam_add(ipam_type: &str, env: &Env, stdin: &[u8]) -> Result<CniResult, CniError> {
-    let plugin = find(ipam_type, &env.path)?;
-    let out = exec(&plugin, Command::Add, stdin)?;
-    let v: serde_json::Value = serde_json::from_slice(&out)
-        .map_err(|e| CniError::new(code::DECODE, format!("decoding result of IPAM plugin {ipam_type}: {e}")))?;
-    CniResult::from_value(&v).map_err(|e| CniError::new(code::DECODE, format!("decoding result of IPAM plugin {ipam_type}: {e}")))
 }
 
 /// IPAM DEL, CHECK, STATUS or GC: success or the delegate's error.
