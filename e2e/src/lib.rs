@@ -33,8 +33,21 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
-/// A workspace binary; the tests run what `cargo build --workspace` built (scripts/test.sh builds first).
+/// A workspace binary. `cargo test -p e2e` alone does not build other packages' binaries, so the first call
+/// runs `cargo build` for the plugins (a no-op after scripts/test.sh's build): the tests never run stale
+/// plugins. E2E_NO_BUILD=1 skips that and uses what is in the target dir.
 pub fn built(name: &str) -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        if std::env::var_os("E2E_NO_BUILD").is_some() || std::env::var("CRS_PROFILE").is_ok_and(|p| p != "debug") {
+            return;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut c = std::process::Command::new(cargo);
+        c.args(["build", "--quiet", "-p", "cni-calico", "-p", "cni-ipam", "--bins"]).current_dir(e2e_dir());
+        let out = proc::run(&mut c, std::time::Duration::from_secs(900));
+        assert!(!out.failed(), "building the plugins failed:\n{}", out.stderr);
+    });
     let p = testbed::target_dir().join(name);
     assert!(p.exists(), "{} missing: run `cargo build --workspace` first (scripts/test.sh does)", p.display());
     p
