@@ -25,11 +25,16 @@ pub struct Bed {
 pub const NET: &str = "calico-e2e";
 
 impl Bed {
-    /// `pool`: the IPv4 pool (or host-local subnet) to allocate from.
+    /// testdata/calico-local.conflist, allocating from the IPv4 `pool`.
     pub fn new(tag: &str, pool: &str) -> Bed {
+        Bed::with_conflist(tag, "calico-local.conflist", &[pool])
+    }
+
+    /// `conflist` from testdata/ (our plugin first), allocating from `pools` (IPv4 and/or IPv6 CIDRs).
+    pub fn with_conflist(tag: &str, conflist: &str, pools: &[&str]) -> Bed {
         let node = Node::new(tag);
         let rec = Recorder::new(node.path("calls.jsonl"));
-        let ipam = Ipam::for_test(node.dir.path(), pool);
+        let ipam = Ipam::for_test(node.dir.path(), pools);
         ipam.prepare();
 
         // The bin dir gets bind-mounted over /usr/lib/cni: symlinks into /usr/lib/cni would then point at
@@ -52,7 +57,7 @@ impl Bed {
             rec.install(&node.bin, "host-local", &node.bin.join("host-local.real"));
         }
 
-        let mut conflist = read_json(&testdata("calico-local.conflist"));
+        let mut conflist = read_json(&testdata(conflist));
         conflist["name"] = NET.into();
         let plugin = &mut conflist["plugins"][0];
         plugin["log_level"] = "debug".into();

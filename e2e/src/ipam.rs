@@ -8,29 +8,32 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub enum Ipam {
     /// cni-ipam with `local_store_dir`.
-    Calico { store: PathBuf, nodename: String, pool: String },
+    Calico { store: PathBuf, nodename: String, pools: Vec<String> },
     /// Debian's host-local with `dataDir` (E2E_IPAM=host-local).
-    HostLocal { data_dir: PathBuf, subnet: String },
+    HostLocal { data_dir: PathBuf, subnets: Vec<String> },
 }
 
 impl Ipam {
     /// cni-ipam unless E2E_IPAM=host-local asks for Debian's host-local (to tell plugin bugs from IPAM bugs).
-    pub fn for_test(dir: &Path, pool: &str) -> Ipam {
+    /// `pools`: CIDRs to allocate from (IPv4 and/or IPv6).
+    pub fn for_test(dir: &Path, pools: &[&str]) -> Ipam {
+        let pools: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
         if std::env::var("E2E_IPAM").as_deref() == Ok("host-local") {
-            Ipam::HostLocal { data_dir: dir.join("host-local"), subnet: pool.to_string() }
+            Ipam::HostLocal { data_dir: dir.join("host-local"), subnets: pools }
         } else {
-            Ipam::Calico { store: dir.join("ipam-store"), nodename: "e2e-node".into(), pool: pool.to_string() }
+            Ipam::Calico { store: dir.join("ipam-store"), nodename: "e2e-node".into(), pools }
         }
     }
 
     /// Creates the pool in the store (cni-ipam allocates only from pools that exist, as Calico does), with
     /// the operator command a user runs: `cni-ipam --store DIR pool add --name NAME --cidr CIDR`.
     pub fn prepare(&self) {
-        if let Ipam::Calico { store, pool, .. } = self {
-            let ipam = crate::built("cni-ipam");
-            let mut c = std::process::Command::new(ipam);
-            c.arg("--store").arg(store).args(["pool", "add", "--name", "e2e-pool", "--cidr", pool]);
-            crate::proc::run(&mut c, std::time::Duration::from_secs(30)).ok();
+        if let Ipam::Calico { store, pools, .. } = self {
+            for (i, pool) in pools.iter().enumerate() {
+                let mut c = std::process::Command::new(crate::built("cni-ipam"));
+                c.arg("--store").arg(store).args(["pool", "add", "--name", &format!("e2e-pool-{i}"), "--cidr", pool]);
+                crate::proc::run(&mut c, std::time::Duration::from_secs(30)).ok();
+            }
         }
     }
 
@@ -72,17 +75,20 @@ impl Ipam {
     /// Puts this IPAM into a cni-calico plugin config (replacing its `ipam` object).
     pub fn apply(&self, plugin_conf: &mut Value) {
         match self {
-            Ipam::Calico { store, nodename, pool } => {
+            Ipam::Calico { store, nodename, pools } => {
+                let (v6, v4): (Vec<&String>, Vec<&String>) = pools.iter().partition(|p| p.contains(':'));
                 plugin_conf["ipam"]["type"] = "cni-ipam".into();
                 plugin_conf["ipam"]["local_store_dir"] = store.to_string_lossy().into();
-                plugin_conf["ipam"]["ipv4_pools"] = serde_json::json!([pool]);
+                plugin_conf["ipam"]["ipv4_pools"] = serde_json::json!(v4);
+                if !v6.is_empty() {
+                    plugin_conf["ipam"]["ipv6_pools"] = serde_json::json!(v6);
+                }
                 plugin_conf["ipam"]["nodename"] = nodename.as_str().into();
                 plugin_conf["nodename"] = nodename.as_str().into();
             }
-            Ipam::HostLocal { data_dir, subnet } => {
-                plugin_conf["ipam"] = serde_json::json!({
-                    "type": "host-local", "dataDir": data_dir, "ranges": [[{ "subnet": subnet }]]
-                });
+            Ipam::HostLocal { data_dir, subnets } => {
+                let ranges: Vec<Value> = subnets.iter().map(|s| serde_json::json!([{ "subnet": s }])).collect();
+                plugin_conf["ipam"] = serde_json::json!({ "type": "host-local", "dataDir": data_dir, "ranges": ranges });
             }
         }
     }

@@ -27,6 +27,10 @@ struct Client<'a> {
 impl Client<'_> {
     /// `minicnitool VERB calico-e2e /run/netns/POD` from the node netns, as a runtime there would run it.
     fn run(&self, verb: &str, pod: &str) -> Out {
+        self.run_as(verb, pod, "libcni-e2e-0001")
+    }
+
+    fn run_as(&self, verb: &str, pod: &str, container_id: &str) -> Out {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/{}", self.bed.node.name))
             .arg("--")
@@ -37,20 +41,33 @@ impl Client<'_> {
             .env("NETCONFPATH", &self.bed.netd)
             .env("CNI_PATH", &self.bed.node.bin)
             .env("CNI_CACHEDIR", &self.cache)
-            .env("CNI_CONTAINERID", "libcni-e2e-0001")
-            .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod1");
+            .env("CNI_CONTAINERID", container_id)
+            // As kubelet-style runtimes send it; the host veth name derives from namespace + pod name.
+            .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{container_id}"));
         proc::run(&mut c, T)
     }
 }
 
-#[test]
-fn libcni_add_check_del_and_check_names_a_deleted_host_route() {
-    if !testbed::root_or_skip("libcni") || !e2e::have_tools("libcni", &["go", "nsenter", "unshare", "jq"]) {
-        return;
+fn can_run(test: &str) -> bool {
+    if !testbed::root_or_skip(test) || !e2e::have_tools(test, &["go", "nsenter", "unshare", "jq"]) {
+        return false;
     }
     if !Path::new("/usr/share/gocode/src/github.com/containernetworking/cni/libcni").is_dir() {
-        assert!(std::env::var_os("CI").is_none(), "golang-github-appc-cni-dev missing and CI must run libcni");
-        eprintln!("SKIP libcni: golang-github-appc-cni-dev not installed (bash scripts/deps.sh --all)");
+        assert!(std::env::var_os("CI").is_none(), "golang-github-appc-cni-dev missing and CI must run {test}");
+        eprintln!("SKIP {test}: golang-github-appc-cni-dev not installed (bash scripts/deps.sh --all)");
+        return false;
+    }
+    true
+}
+
+fn addrs(res: &serde_json::Value) -> Vec<String> {
+    let ips = res["ips"].as_array().cloned().unwrap_or_default();
+    ips.iter().filter_map(|ip| ip["address"].as_str()).map(|a| a.split('/').next().unwrap_or(a).to_string()).collect()
+}
+
+#[test]
+fn libcni_add_check_del_and_check_names_a_deleted_host_route() {
+    if !can_run("libcni") {
         return;
     }
     let _one_at_a_time = e2e::exclusive();
@@ -108,4 +125,52 @@ fn libcni_add_check_del_and_check_names_a_deleted_host_route() {
     assert_eq!(ours, ["ADD", "CHECK", "CHECK", "CHECK", "DEL", "DEL"], "{}", bed.rec.transcript());
     let del2 = calls.iter().filter(|c| c.plugin == "cni-calico" && c.command == "DEL").nth(1).expect("second DEL");
     assert!(del2.stdin.get("prevResult").is_none(), "no cache entry, so no prevResult: {}", del2.line());
+}
+
+/// testdata/calico-dual-stack.conflist through libcni: two pods get an IPv4 and an IPv6 address each and
+/// reach each other over both through the node; CHECK passes, DEL frees all four addresses.
+#[test]
+fn libcni_dual_stack_pods_reach_each_other_over_both_families() {
+    if !can_run("libcni_dual_stack") {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let tool = minicnitool();
+    let mut bed = Bed::with_conflist("lcn6", "calico-dual-stack.conflist", &["10.247.0.0/16", "fd00:10:247::/48"]);
+    let (p1, p2) = (bed.node.pod(), bed.node.pod());
+    let client = Client { tool, bed: &bed, cache: bed.path("cni-cache") };
+
+    let mut got = Vec::new();
+    for (pod, cid) in [(&p1, "dual-1"), (&p2, "dual-2")] {
+        let res: serde_json::Value = serde_json::from_str(&client.run_as("add", pod, cid).ok()).expect("ADD result JSON");
+        let a = addrs(&res);
+        assert_eq!(a.len(), 2, "one address per family: {res}");
+        assert!(a[0].starts_with("10.247.") && a[1].starts_with("fd00:10:247:"), "{a:?}");
+        let routes6 = bed.node.ip_in(pod, &["-6", "route"]);
+        assert!(routes6.contains("default via fe80::"), "IPv6 default route via the host veth's link-local: {routes6}");
+        got.push(a);
+    }
+    bed.ipam.assert_in_use(4);
+    for (from, to) in [(&p1, &got[1]), (&p2, &got[0])] {
+        for addr in to {
+            if !bed.node.ping(from, addr, Duration::from_secs(10)) {
+                let show = |ns: &str, a: &[&str]| bed.node.ip_in(ns, a);
+                panic!(
+                    "{from} cannot ping {addr}\nfrom addr:\n{}\nfrom routes:\n{}{}\nnode routes:\n{}{}\nnode neigh:\n{}",
+                    show(from, &["addr"]),
+                    show(from, &["route"]),
+                    show(from, &["-6", "route"]),
+                    show(&bed.node.name, &["route"]),
+                    show(&bed.node.name, &["-6", "route"]),
+                    show(&bed.node.name, &["neigh"])
+                );
+            }
+        }
+    }
+    for (pod, cid) in [(&p1, "dual-1"), (&p2, "dual-2")] {
+        client.run_as("check", pod, cid).ok();
+        client.run_as("del", pod, cid).ok();
+    }
+    bed.ipam.assert_in_use(0);
+    eprintln!("CNI calls seen (dual-stack):\n{}", bed.rec.transcript());
 }
