@@ -199,8 +199,9 @@ impl FileSession<'_> {
             }
         }
         self.sync_dir()?;
-        self.remove(JOURNAL)?;
-        self.sync_dir()
+        // No fsync after the unlink: the next commit's directory fsync makes it durable, and until then a
+        // replay only re-applies ops whose records are still at their pre-commit revision.
+        self.remove(JOURNAL)
     }
 }
 
