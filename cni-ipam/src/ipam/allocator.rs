@@ -406,12 +406,11 @@ impl<'s> Ipam<'s> {
         let mut changed: BTreeMap<IpNet, (PoolBlocks, Option<Revision>)> = BTreeMap::new();
         for cidr in blocks {
             let Some(pool) = pools.iter().find(|p| p.contains_block(cidr)) else { continue };
-            if !changed.contains_key(&pool.cidr) {
-                changed.insert(pool.cidr, self.pool_blocks(pool)?);
-            }
-            if let Some((pb, _)) = changed.get_mut(&pool.cidr) {
-                pb.claimed.remove(pool.block_index(cidr.network()));
-            }
+            let entry = match changed.entry(pool.cidr) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(self.pool_blocks(pool)?),
+            };
+            entry.0.claimed.remove(pool.block_index(cidr.network()));
         }
         changed.into_iter().map(|(cidr, (pb, rev))| put(Key::PoolBlocks(cidr), rev, &pb)).collect()
     }
