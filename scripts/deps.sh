@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(iproute2 iputils-ping containernetworking-plugins procps util-linux jq)
 if [ "${1:-}" = "--all" ]; then
-  pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client)
+  pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client curl iptables)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

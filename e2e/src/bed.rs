@@ -49,6 +49,9 @@ impl Bed {
             }
         }
         rec.install(&node.bin, "cni-calico", &built("cni-calico"));
+        // Chained after us in testdata/calico-portmap.conflist: recorded too, to see its prevResult.
+        std::fs::rename(node.bin.join("portmap"), node.bin.join("portmap.real")).expect("rename portmap");
+        rec.install(&node.bin, "portmap", &node.bin.join("portmap.real"));
         if let Ipam::Calico { .. } = ipam {
             rec.install(&node.bin, "cni-ipam", &built("cni-ipam"));
         } else {
@@ -68,6 +71,15 @@ impl Bed {
         std::fs::write(netd.join(format!("10-{NET}.conflist")), serde_json::to_string_pretty(&conflist).expect("json")).expect("write conflist");
         let var_lib_cni = node.path("var-lib-cni");
         std::fs::create_dir(&var_lib_cni).expect("var-lib-cni");
+
+        // A real node forwards (Felix and kube-proxy turn it on); our plugin enables forwarding only on the
+        // cali interfaces, so traffic from the uplink to a pod (published ports) needs it here.
+        std::fs::write(node.path("forward.sh"), "echo 1 > /proc/sys/net/ipv4/ip_forward").expect("script");
+        proc::run(
+            std::process::Command::new("nsenter").arg(format!("--net=/run/netns/{}", node.name)).arg("sh").arg(node.path("forward.sh")),
+            Duration::from_secs(10),
+        )
+        .ok();
 
         let mut mnt = MountNs::new();
         mnt.bind(&netd, Path::new("/etc/cni/net.d"));

@@ -118,7 +118,8 @@ fn podman_cni_backend_runs_containers_on_our_network() {
     let nets = pm.podman(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok();
     assert!(nets.lines().any(|l| l.starts_with(NET)), "podman does not list our network: {nets}");
     pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
-    eprintln!("calls after info/network ls/load: {}", bed.rec.calls().len());
+    // podman validates its networks' configs (one VERSION per plugin) when it loads them.
+    eprintln!("calls made by podman info/network ls/load: {}", bed.rec.calls().len());
 
     // A detached container: podman's 0.4.0 view of our result (address, MAC) is what we answered.
     pm.run_detached("web", &["--network", NET, IMAGE, "sleep", "600"]).ok();
@@ -170,4 +171,54 @@ fn podman_cni_backend_runs_containers_on_our_network() {
     }
     let links = bed.node.ip_in(&bed.node.name, &["-o", "link"]);
     assert!(!links.contains("cali"), "{links}");
+}
+
+/// testdata/calico-portmap.conflist (our plugin, then Debian's portmap) with `podman run -p`: podman passes the
+/// portMappings capability, portmap gets our result as prevResult and DNATs the node's port to the container.
+/// The request comes from the uplink netns, as from another machine; all iptables rules are in the node netns.
+#[test]
+fn podman_publishes_a_port_through_chained_portmap() {
+    if !testbed::root_or_skip("podman_portmap")
+        || !e2e::have_tools("podman_portmap", &["podman", "conmon", "runc", "nsenter", "unshare", "jq", "iptables", "curl"])
+    {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let mut bed = Bed::with_conflist("pdpm", "calico-portmap.conflist", &["10.248.0.0/16"]);
+    let image = bed.image();
+    let pm = Podman::new(&mut bed);
+    let bed = pm.bed;
+    pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
+
+    pm.run_detached("httpd", &["--network", NET, "-p", "18080:8080", IMAGE, "httpd", "-f", "-p", "8080", "-h", "/etc"]).ok();
+    let calls = bed.rec.calls();
+    let pmap = calls.iter().find(|c| c.plugin == "portmap" && c.command == "ADD").unwrap_or_else(|| panic!("portmap not called:\n{}", bed.rec.transcript()));
+    assert_eq!(pmap.rc, 0, "portmap ADD: {:?}", pmap.stdout);
+    assert_eq!(pmap.stdin["runtimeConfig"]["portMappings"][0]["hostPort"], 18080, "{}", pmap.stdin);
+    let ours = calls.iter().find(|c| c.plugin == "cni-calico" && c.command == "ADD").expect("our ADD");
+    assert_eq!(pmap.stdin["prevResult"]["ips"], ours.stdout["ips"], "portmap gets our result as prevResult");
+
+    // From "another machine" (the uplink netns) to the node's address: DNAT to the container's httpd.
+    let fetch = || {
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", bed.node.uplink)).args(["--", "curl", "-sS", "--max-time", "3", "http://192.0.2.1:18080/passwd"]);
+        proc::run(&mut c, T)
+    };
+    let start = std::time::Instant::now();
+    let mut last = fetch();
+    while !last.stdout.contains("root:x:0:0") && start.elapsed() < Duration::from_secs(15) {
+        last = fetch();
+    }
+    if !last.stdout.contains("root:x:0:0") {
+        let nat = bed.run("iptables", &["-t", "nat", "-S"], T).stdout;
+        let direct = pm.podman(&["exec", "httpd", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/passwd"]);
+        panic!("port 18080 not published: {last:?}\nnode nat table:\n{nat}\nin-container fetch: {direct:?}\ncalls:\n{}", bed.rec.transcript());
+    }
+
+    pm.podman(&["stop", "--time", "0", "httpd"]).ok();
+    pm.podman(&["rm", "httpd"]).ok();
+    bed.ipam.assert_in_use(0);
+    let calls = bed.rec.calls();
+    assert!(calls.iter().any(|c| c.plugin == "portmap" && c.command == "DEL" && c.rc == 0), "{}", bed.rec.transcript());
+    eprintln!("CNI calls seen (portmap chain):\n{}", bed.rec.transcript());
 }
