@@ -43,7 +43,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             s = sock.display()
         );
         std::fs::write(dir.join("config.toml"), config).expect("config.toml");
-        // Shim sockets and runc state go under /run/containerd: a tmpfs of our own there.
+        // Shim sockets and runc state go under /run/containerd whatever the config says: our own dir there.
         let run_dir = bed.path("run-containerd");
         std::fs::create_dir(&run_dir).expect("run dir");
         bed.mnt.bind(&run_dir, std::path::Path::new("/run/containerd"));
@@ -52,10 +52,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         cmd.arg("--config").arg(dir.join("config.toml"));
         let daemon = Daemon::spawn("containerd", cmd, dir.join("containerd.log"));
         let ns = format!("e2e-{}", std::process::id());
-        let ctd = Containerd { bed, sock, ns, daemon };
-        wait_until("containerd to answer on its socket", Duration::from_secs(20), || {
-            ctd.sock.exists() && !proc::run(ctd.ctr_cmd().arg("version"), T).failed()
-        });
+        let mut ctd = Containerd { bed, sock, ns, daemon };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !(ctd.sock.exists() && !proc::run(ctd.ctr_cmd().arg("version"), T).failed()) {
+            ctd.daemon.assert_alive();
+            assert!(std::time::Instant::now() < deadline, "containerd not answering after 20 s:\n{}", ctd.daemon.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         ctd
     }
 
