@@ -13,6 +13,12 @@ pub struct MountNs {
     created: Vec<PathBuf>,
 }
 
+impl Default for MountNs {
+    fn default() -> MountNs {
+        MountNs::new()
+    }
+}
+
 impl MountNs {
     pub fn new() -> MountNs {
         // `cat` holds the namespace until we close its stdin (or die): nothing outlives the test.

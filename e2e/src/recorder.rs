@@ -30,7 +30,7 @@ impl Recorder {
 
     pub fn calls(&self) -> Vec<Call> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().filter(|l| !l.trim().is_empty()).map(|l| Call::parse(l)).collect()
+        text.lines().filter(|l| !l.trim().is_empty()).map(Call::parse).collect()
     }
 
     /// The calls as one line each, for assertion messages and the notes.
