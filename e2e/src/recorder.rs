@@ -19,7 +19,7 @@ impl Recorder {
         let wrapper = bin_dir.join(plugin);
         let _ = std::fs::remove_file(&wrapper);
         let text = format!(
-            "#!/usr/bin/env bash\nREC_REAL={} REC_LOG={} . {}\n",
+            "#!/usr/bin/env bash\nREC_REAL='{}' REC_LOG='{}' . '{}'\n",
             real.display(),
             self.log.display(),
             crate::script("cni-recorder.sh").display()
