@@ -46,6 +46,16 @@ impl Assignment {
     }
 }
 
+/// What a claim ended with.
+enum Claimed {
+    /// The block exists and is this node's (maybe full, when it was claimed earlier).
+    Block(Block, Revision),
+    /// Claimed together with the first address.
+    Assigned(Assignment),
+    /// Another node has it.
+    Taken,
+}
+
 pub fn family(v6: bool) -> &'static str {
     if v6 {
         "IPv6"
@@ -185,8 +195,10 @@ impl<'s> Ipam<'s> {
                     let Some(i) = pb.claimed.first_free(pool.start_index(&node.name), pool.block_count()) else {
                         break;
                     };
-                    if let Some((block, rev)) = self.claim(pool, pool.block_cidr(i), node)? {
-                        return self.assign_in(block, rev, owner, None);
+                    match self.claim(pool, pool.block_cidr(i), node, Some(owner))? {
+                        Claimed::Assigned(a) => return Ok(a),
+                        Claimed::Block(block, rev) if block.free() > 0 => return self.assign_in(block, rev, owner, None),
+                        Claimed::Block(..) | Claimed::Taken => {}
                     }
                 }
             }
@@ -216,9 +228,9 @@ impl<'s> Ipam<'s> {
         let cidr = pool.block_for_ip(ip);
         let mut found = self.get::<Block>(&Key::Block(cidr))?.filter(|(b, _)| !b.deleted);
         if found.is_none() {
-            found = match self.claim(pool, cidr, node)? {
-                Some(b) => Some(b),
-                None => self.get::<Block>(&Key::Block(cidr))?,
+            found = match self.claim(pool, cidr, node, None)? {
+                Claimed::Block(b, rev) => Some((b, rev)),
+                Claimed::Taken | Claimed::Assigned(_) => self.get::<Block>(&Key::Block(cidr))?,
             };
         }
         let (block, rev) = found.ok_or_else(|| IpamError::Internal(format!("block {cidr} vanished while claiming it")))?;
@@ -239,17 +251,22 @@ impl<'s> Ipam<'s> {
             }
         };
         block.sequence_number += 1;
+        let cidr = block.cidr;
+        let ops = [self.handle_increment(owner, cidr)?, Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev }];
+        self.commit(&ops)?;
+        Ok(Assignment { ip, block: cidr })
+    }
+
+    /// The write that counts one more address of `block` on the owner's handle.
+    fn handle_increment(&self, owner: &Owner, block: IpNet) -> Result<Op, IpamError> {
         let hkey = Key::Handle(owner.handle.clone());
         let (mut handle, hrev) = match self.get::<Handle>(&hkey)? {
             Some((h, r)) if !h.deleted => (h, Some(r)),
             Some((_, r)) => (Handle::default(), Some(r)),
             None => (Handle::default(), None),
         };
-        *handle.block.entry(block.cidr.to_string()).or_insert(0) += 1;
-        let cidr = block.cidr;
-        let ops = [put(hkey, hrev, &handle)?, Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev }];
-        self.commit(&ops)?;
-        Ok(Assignment { ip, block: cidr })
+        *handle.block.entry(block.to_string()).or_insert(0) += 1;
+        put(hkey, hrev, &handle)
     }
 
     /// Checks one entry of the host index against its block, finishing or dropping interrupted claims.
@@ -260,7 +277,10 @@ impl<'s> Ipam<'s> {
                 // A claim that stopped after its intent was written: finish it.
                 Some(pool) => {
                     let pool = pool.clone();
-                    self.claim(&pool, entry.cidr, node)
+                    Ok(match self.claim(&pool, entry.cidr, node, None)? {
+                        Claimed::Block(b, rev) => Some((b, rev)),
+                        Claimed::Taken | Claimed::Assigned(_) => None,
+                    })
                 }
                 None => {
                     self.settle(None, entry.cidr, node, false)?;
@@ -281,8 +301,9 @@ impl<'s> Ipam<'s> {
     }
 
     /// Claims `cidr` for `node` in two steps, as Calico: (1) pending affinity (+ host index intent), (2) the
-    /// block itself, the confirmed affinity and both indexes in one commit. `None` if another host has it.
-    fn claim(&mut self, pool: &Pool, cidr: IpNet, node: &Node) -> Result<Option<(Block, Revision)>, IpamError> {
+    /// block itself, the confirmed affinity and both indexes in one commit, together with the first address
+    /// when `first` names its owner (one commit less per new block).
+    fn claim(&mut self, pool: &Pool, cidr: IpNet, node: &Node, first: Option<&Owner>) -> Result<Claimed, IpamError> {
         let akey = Key::Affinity { host: node.name.clone(), cidr };
         let hkey = Key::HostBlocks(node.name.clone());
         let (mut hb, hb_rev) = self.host_blocks(&node.name)?;
@@ -308,29 +329,40 @@ impl<'s> Ipam<'s> {
             }
         }
 
-        let block = Block::new(cidr, &node.name, &self.now);
+        let mut block = Block::new(cidr, &node.name, &self.now);
         let (mut pb, pb_rev) = self.pool_blocks(pool)?;
         pb.claimed.insert(pool.block_index(cidr.network()));
         hb.set(cidr, true);
-        let ops = [
+        let mut ops = Vec::with_capacity(5);
+        let mut assigned = None;
+        if let Some(owner) = first {
+            let ip = block.assign_next(owner).ok_or_else(|| IpamError::Internal(format!("new block {cidr} is empty")))?;
+            block.sequence_number += 1;
+            ops.push(self.handle_increment(owner, cidr)?);
+            assigned = Some(Assignment { ip, block: cidr });
+        }
+        ops.extend([
             Op::Create { key: Key::Block(cidr), value: encode(&block)? },
             put(akey, aff_rev, &Affinity::confirmed())?,
             put(hkey, hb_rev, &hb)?,
             put(Key::PoolBlocks(pool.cidr), pb_rev, &pb)?,
-        ];
+        ]);
         match self.commit(&ops) {
             Ok(revs) => {
                 tracing::info!(block = %cidr, node = %node.name, "claimed block");
-                Ok(Some((block, revs[0])))
+                Ok(match assigned {
+                    Some(a) => Claimed::Assigned(a),
+                    None => Claimed::Block(block, revs[0]),
+                })
             }
             Err(IpamError::Store(e)) if e.is_conflict() => match self.get::<Block>(&Key::Block(cidr))? {
                 Some((b, rev)) if !b.deleted && b.is_affine_to(&node.name) => {
                     self.settle(Some(pool), cidr, node, true)?;
-                    Ok(Some((b, rev)))
+                    Ok(Claimed::Block(b, rev))
                 }
                 Some(_) => {
                     self.settle(Some(pool), cidr, node, false)?;
-                    Ok(None)
+                    Ok(Claimed::Taken)
                 }
                 None => Err(IpamError::Store(e)),
             },

@@ -374,3 +374,12 @@ fn warm_add_is_one_commit() {
     assign(&store, false, "n1", "h1").unwrap();
     assert_eq!(store.commits() - before, 1, "handle + block in one atomic commit");
 }
+
+#[test]
+fn new_block_and_first_address_take_two_commits() {
+    let store = store_with(vec![pool("p", "10.17.0.0/24", 26)], IpamConfig::default());
+    let before = store.commits();
+    assign(&store, false, "n1", "h0").unwrap();
+    assert_eq!(store.commits() - before, 2, "pending affinity, then block + affinity + indexes + handle");
+    assert_consistent(&store);
+}

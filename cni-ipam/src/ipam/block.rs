@@ -260,9 +260,17 @@ impl Now {
         Now {
             nanos: secs.saturating_mul(1_000_000_000).saturating_add(u64::from(nanos)),
             rfc3339: format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
-            go_string: format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{nanos:09} +0000 UTC"),
+            go_string: format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}{} +0000 UTC", go_fraction(nanos)),
         }
     }
+}
+
+/// Go's `.999999999`: the fraction without trailing zeros, nothing at all for whole seconds.
+fn go_fraction(nanos: u32) -> String {
+    if nanos == 0 {
+        return String::new();
+    }
+    format!(".{nanos:09}").trim_end_matches('0').to_string()
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
@@ -329,7 +337,9 @@ mod tests {
         assert_eq!(v["unallocated"], serde_json::json!([1, 2, 3]));
         assert_eq!(v["attributes"][0]["handle_id"], "net.c1");
         assert_eq!(v["sequenceNumberForAllocation"]["0"], 1_767_225_600_000_000_000u64);
-        assert_eq!(Now::at(1_767_225_600, 100_000_000).go_string, "2026-01-01 00:00:00.100000000 +0000 UTC");
+        assert_eq!(Now::at(1_767_225_600, 100_000_000).go_string, "2026-01-01 00:00:00.1 +0000 UTC");
+        assert_eq!(Now::at(1_767_225_601, 0).go_string, "2026-01-01 00:00:01 +0000 UTC");
+        assert_eq!(Now::at(951_825_600, 0).rfc3339, "2000-02-29T12:00:00Z");
     }
 
     #[test]
