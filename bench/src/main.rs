@@ -1,6 +1,7 @@
 //! cni-bench: pod network setup and teardown, side by side with Debian's reference plugins, in one run.
 //! Contenders alternate pod by pod so machine drift falls on all of them alike. Needs root.
 mod contender;
+mod plot;
 mod stats;
 
 use contender::{Contender, Kind, Sample};
@@ -48,10 +49,16 @@ fn main() {
         kinds.insert(1, Kind::CalicoIpam);
     }
     report += &sequential(&kinds, o.pods);
-    report += &burst(&kinds, o.burst, &o.concurrency);
+    let (burst_md, burst_chart) = burst(&kinds, o.burst, &o.concurrency);
+    report += &burst_md;
     print!("{report}");
     if let Some(path) = o.out {
-        std::fs::write(&path, &report).unwrap_or_else(|e| eprintln!("writing {path}: {e}"));
+        let dir = std::path::Path::new(&path).parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+        let svg = dir.join("bench-burst.svg");
+        report += &format!("![burst]({})\n", svg.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+        for (file, body) in [(std::path::PathBuf::from(&path), report), (svg, burst_chart.svg())] {
+            std::fs::write(&file, body).unwrap_or_else(|e| eprintln!("writing {}: {e}", file.display()));
+        }
     }
 }
 
@@ -111,7 +118,7 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
 }
 
 /// `n` pods added with `k` concurrent runtimes per contender: wall time until all are ready.
-fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> String {
+fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> (String, plot::Chart<'static>) {
     let mut rows = Vec::new();
     let mut header = vec!["contender".to_string()];
     header.extend(concurrency.iter().map(|k| format!("{n} pods, {k} runtimes: wall ms")));
@@ -154,7 +161,13 @@ fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> String {
         rows.push(row);
     }
     let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
-    format!("## Burst: {n} pods, wall time to all-ready (ratio vs ptp + host-local)\n\n{}\n", table(&h, &rows))
+    let chart = plot::Chart {
+        title: "Burst: wall time until every pod is wired (lower is better)",
+        y_label: "ms",
+        categories: concurrency.iter().map(|k| format!("{n} pods, {k} concurrent runtimes")).collect(),
+        series: kinds.iter().enumerate().filter(|(_, k)| **k != Kind::Floor).map(|(c, k)| (contender::label(*k).to_string(), walls[c].clone())).collect(),
+    };
+    (format!("## Burst: {n} pods, wall time to all-ready (ratio vs ptp + host-local)\n\n{}\n", table(&h, &rows)), chart)
 }
 
 fn position(kinds: &[Kind], k: Kind) -> Option<usize> {
