@@ -94,6 +94,19 @@ impl<'s> Ipam<'s> {
         load(&*self.store, key)
     }
 
+    /// A block record, refused as corrupt unless its invariants hold (the allocator indexes by them).
+    fn block(&self, cidr: IpNet) -> Result<Option<(Block, Revision)>, IpamError> {
+        let key = Key::Block(cidr);
+        match self.get::<Block>(&key)? {
+            Some((b, _)) if b.cidr != cidr => Err(IpamError::Corrupt { key: key.path(), reason: format!("holds block {}", b.cidr) }),
+            Some((b, rev)) => match b.validate() {
+                Ok(()) => Ok(Some((b, rev))),
+                Err(reason) => Err(IpamError::Corrupt { key: key.path(), reason }),
+            },
+            None => Ok(None),
+        }
+    }
+
     fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, IpamError> {
         Ok(self.store.commit(ops)?)
     }
@@ -210,7 +223,7 @@ impl<'s> Ipam<'s> {
         for pool in pools {
             let (pb, _) = self.pool_blocks(pool)?;
             for i in pb.claimed.iter() {
-                if let Some((block, rev)) = self.get::<Block>(&Key::Block(pool.block_cidr(i)))? {
+                if let Some((block, rev)) = self.block(pool.block_cidr(i))? {
                     if !block.deleted && block.free() > 0 {
                         tracing::info!(block = %block.cidr, affinity = ?block.affinity, "borrowing an address");
                         return self.assign_in(block, rev, owner, None);
@@ -226,11 +239,11 @@ impl<'s> Ipam<'s> {
         let pools = self.pools()?;
         let pool = pools.iter().find(|p| !p.disabled && p.cidr.contains(&ip)).ok_or(IpamError::NotInPool(ip))?;
         let cidr = pool.block_for_ip(ip);
-        let mut found = self.get::<Block>(&Key::Block(cidr))?.filter(|(b, _)| !b.deleted);
+        let mut found = self.block(cidr)?.filter(|(b, _)| !b.deleted);
         if found.is_none() {
             found = match self.claim(pool, cidr, node, None)? {
                 Claimed::Block(b, rev) => Some((b, rev)),
-                Claimed::Taken | Claimed::Assigned(_) => self.get::<Block>(&Key::Block(cidr))?,
+                Claimed::Taken | Claimed::Assigned(_) => self.block(cidr)?,
             };
         }
         let (block, rev) = found.ok_or_else(|| IpamError::Internal(format!("block {cidr} vanished while claiming it")))?;
@@ -272,7 +285,7 @@ impl<'s> Ipam<'s> {
     /// Checks one entry of the host index against its block, finishing or dropping interrupted claims.
     fn ensure_affine(&mut self, entry: &HostBlock, pools: &[Pool], node: &Node) -> Result<Option<(Block, Revision)>, IpamError> {
         let pool = pools.iter().find(|p| p.contains_block(&entry.cidr));
-        match self.get::<Block>(&Key::Block(entry.cidr))? {
+        match self.block(entry.cidr)? {
             None => match pool {
                 // A claim that stopped after its intent was written: finish it.
                 Some(pool) => {
@@ -355,7 +368,7 @@ impl<'s> Ipam<'s> {
                     None => Claimed::Block(block, revs[0]),
                 })
             }
-            Err(IpamError::Store(e)) if e.is_conflict() => match self.get::<Block>(&Key::Block(cidr))? {
+            Err(IpamError::Store(e)) if e.is_conflict() => match self.block(cidr)? {
                 Some((b, rev)) if !b.deleted && b.is_affine_to(&node.name) => {
                     self.settle(Some(pool), cidr, node, true)?;
                     Ok(Claimed::Block(b, rev))
@@ -389,7 +402,7 @@ impl<'s> Ipam<'s> {
         }
         ops.push(put(hkey, hb_rev, &hb)?);
         if let Some(pool) = pool {
-            let exists = self.get::<Block>(&Key::Block(cidr))?.is_some();
+            let exists = self.block(cidr)?.is_some();
             let (mut pb, pb_rev) = self.pool_blocks(pool)?;
             let i = pool.block_index(cidr.network());
             if exists && !pb.claimed.contains(i) {
@@ -409,7 +422,7 @@ impl<'s> Ipam<'s> {
         let mut released = 0;
         let mut deleted_blocks = Vec::new();
         for cidr in h.block.keys().filter_map(|c| c.parse::<IpNet>().ok()) {
-            let Some((mut block, rev)) = self.get::<Block>(&Key::Block(cidr))? else { continue };
+            let Some((mut block, rev)) = self.block(cidr)? else { continue };
             let n = block.release_handle(handle);
             if n == 0 {
                 continue;
@@ -456,7 +469,7 @@ impl<'s> Ipam<'s> {
         for (ip, seq) in ips {
             let Some(pool) = pools.iter().find(|p| p.cidr.contains(ip)) else { continue };
             let cidr = pool.block_for_ip(*ip);
-            let Some((mut block, rev)) = self.get::<Block>(&Key::Block(cidr))? else { continue };
+            let Some((mut block, rev)) = self.block(cidr)? else { continue };
             let handle = match block.release_ip(*ip, *seq) {
                 Ok(Some(h)) => h,
                 Ok(None) => continue,

@@ -383,3 +383,31 @@ fn new_block_and_first_address_take_two_commits() {
     assert_eq!(store.commits() - before, 2, "pending affinity, then block + affinity + indexes + handle");
     assert_consistent(&store);
 }
+
+#[test]
+fn corrupt_records_are_errors_not_panics() {
+    let store = store_with(vec![pool("p", "10.18.0.0/24", 26)], IpamConfig::default());
+    let a = assign(&store, false, "n1", "h0").unwrap();
+    let key = Key::Block(a.block);
+    let mutations: Vec<Box<dyn Fn(&mut serde_json::Value)>> = vec![
+        Box::new(|v| v["allocations"][5] = serde_json::json!(7)),
+        Box::new(|v| v["unallocated"] = serde_json::json!([0, 0])),
+        Box::new(|v| v["unallocated"] = serde_json::json!([4_000_000_000u64])),
+        Box::new(|v| v["cidr"] = serde_json::json!("10.18.0.0/8")),
+        Box::new(|v| v["allocations"] = serde_json::json!("nope")),
+    ];
+    for m in mutations {
+        let mut s = store.lock().unwrap();
+        let rec = s.get(&key).unwrap().unwrap();
+        let mut bad = rec.value.clone();
+        m(&mut bad);
+        let rev = s.update(&key, bad, rec.rev).unwrap();
+        drop(s);
+        let err = assign(&store, false, "n1", "h1").unwrap_err();
+        assert_eq!(err.code(), 999, "{err}");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        let mut s = store.lock().unwrap();
+        s.update(&key, rec.value, rev).unwrap();
+    }
+    assert_consistent(&store);
+}

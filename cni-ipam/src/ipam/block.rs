@@ -205,7 +205,14 @@ impl Block {
     /// Checks the invariants a reader relies on: right size, every ordinal either allocated or free exactly
     /// once, attribute indices in range.
     pub fn validate(&self) -> Result<(), String> {
-        let expected = 1usize << (self.cidr.max_prefix_len() - self.cidr.prefix_len());
+        let host_bits = self.cidr.max_prefix_len() - self.cidr.prefix_len();
+        if host_bits > 12 {
+            return Err(format!("block {} is larger than any valid block size", self.cidr));
+        }
+        if self.cidr.addr() != self.cidr.network() {
+            return Err(format!("block cidr {} has host bits set", self.cidr));
+        }
+        let expected = 1usize << host_bits;
         if self.allocations.len() != expected {
             return Err(format!("{} allocations for a block of {expected}", self.allocations.len()));
         }

@@ -198,8 +198,8 @@ impl ClaimedSet {
 
     pub fn insert(&mut self, i: u128) {
         let Err(pos) = self.find(i) else { return };
-        let joins_prev = pos > 0 && self.ranges[pos - 1].1 + 1 == i;
-        let joins_next = pos < self.ranges.len() && self.ranges[pos].0 == i + 1;
+        let joins_prev = pos > 0 && self.ranges[pos - 1].1.saturating_add(1) == i;
+        let joins_next = pos < self.ranges.len() && Some(self.ranges[pos].0) == i.checked_add(1);
         match (joins_prev, joins_next) {
             (true, true) => {
                 self.ranges[pos - 1].1 = self.ranges[pos].1;
@@ -230,7 +230,7 @@ impl ClaimedSet {
     /// First unclaimed index at or after `start`, wrapping to the beginning; O(log n).
     pub fn first_free(&self, start: u128, count: u128) -> Option<u128> {
         let at_or_after = |x: u128| match self.find(x) {
-            Ok(pos) => self.ranges[pos].1 + 1,
+            Ok(pos) => self.ranges[pos].1.saturating_add(1),
             Err(_) => x,
         };
         let start = if count == 0 { return None } else { start % count };
