@@ -222,3 +222,28 @@ fn podman_publishes_a_port_through_chained_portmap() {
     assert!(calls.iter().any(|c| c.plugin == "portmap" && c.command == "DEL" && c.rc == 0), "{}", bed.rec.transcript());
     eprintln!("CNI calls seen (portmap chain):\n{}", bed.rec.transcript());
 }
+
+/// `podman run --ip A`: podman sends `IP=A` in CNI_ARGS (and adds the `ips` capability to our plugin's
+/// config); cni-ipam assigns exactly that address, as Calico's IPAM does for the IP argument.
+#[test]
+fn podman_static_ip_is_honoured() {
+    if !testbed::root_or_skip("podman_static_ip") || !e2e::have_tools("podman_static_ip", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let mut bed = Bed::new("pdip", "10.249.0.0/16");
+    let image = bed.image();
+    let pm = Podman::new(&mut bed);
+    let bed = pm.bed;
+    pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
+
+    let out = pm.podman(&["run", "--rm", "--cgroup-parent", &pm.cgroup, "--network", NET, "--ip", "10.249.3.77", IMAGE, "ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let calls = bed.rec.calls();
+    let add = calls.iter().find(|c| c.plugin == "cni-calico" && c.command == "ADD").unwrap_or_else(|| panic!("no ADD: {text}"));
+    eprintln!("podman --ip: CNI_ARGS={:?} capabilities={} runtimeConfig={}", add.args, add.stdin["capabilities"], add.stdin["runtimeConfig"]);
+    assert_eq!(out.code, 0, "{text}\n{}", bed.rec.transcript());
+    assert!(add.args.split(';').any(|kv| kv == "IP=10.249.3.77"), "{}", add.line());
+    assert!(text.contains("inet 10.249.3.77/32"), "container did not get the static address: {text}");
+    bed.ipam.assert_in_use(0);
+}
