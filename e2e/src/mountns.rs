@@ -66,12 +66,13 @@ impl MountNs {
             self.created.push(top);
         }
         let (s, d) = (src.to_string_lossy(), dst.to_string_lossy());
-        self.run(None, "mount", &["--bind", &s, &d], Duration::from_secs(10)).ok();
+        // -n: no libmount utab entry (it would create /run/mount on the machine).
+        self.run(None, "mount", &["-n", "--bind", &s, &d], Duration::from_secs(10)).ok();
     }
 
     /// Mounts an empty tmpfs over `dst` inside the namespace (e.g. /dev/shm, where podman keeps its locks).
     pub fn tmpfs(&mut self, dst: &Path) {
-        self.run(None, "mount", &["-t", "tmpfs", "-o", "mode=1777,size=64m", "e2e", &dst.to_string_lossy()], Duration::from_secs(10)).ok();
+        self.run(None, "mount", &["-n", "-t", "tmpfs", "-o", "mode=1777,size=64m", "e2e", &dst.to_string_lossy()], Duration::from_secs(10)).ok();
     }
 }
 

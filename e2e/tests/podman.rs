@@ -53,6 +53,9 @@ tmp_dir = "{dir}/tmp"
         // `podman load` keeps a blob-info cache in /var/lib/containers whatever --root says.
         std::fs::create_dir(dir.join("var-lib-containers")).expect("dir");
         bed.mnt.bind(&dir.join("var-lib-containers"), Path::new("/var/lib/containers"));
+        // ... and runc keeps container state in /run/runc (podman does not pass its runroot to it).
+        std::fs::create_dir(dir.join("run-runc")).expect("dir");
+        bed.mnt.bind(&dir.join("run-runc"), Path::new("/run/runc"));
         let bed: &'a Bed = bed;
         Podman { bed, dir, cgroup: format!("/crs-e2e-podman-{}", std::process::id()), started: Default::default() }
     }
