@@ -88,6 +88,10 @@ impl Bed {
             mnt.bind(&node.bin, Path::new("/opt/cni/bin"));
         }
         mnt.bind(&var_lib_cni, Path::new("/var/lib/cni"));
+        // Runtimes drop scratch files in /var/tmp (podman's image copies): ours is a temp dir too.
+        let var_tmp = node.path("var-tmp");
+        std::fs::create_dir(&var_tmp).expect("var-tmp");
+        mnt.bind(&var_tmp, Path::new("/var/tmp"));
         Bed { mnt, node, rec, ipam, netd, conflist }
     }
 

@@ -23,7 +23,7 @@ struct Podman<'a> {
 impl<'a> Podman<'a> {
     fn new(bed: &'a mut Bed) -> Podman<'a> {
         let dir = bed.path("podman");
-        for d in ["storage", "runroot", "tmp"] {
+        for d in ["storage", "runroot", "tmp", "home"] {
             std::fs::create_dir_all(dir.join(d)).expect("podman dir");
         }
         // No CAP_SYS_RESOURCE in this sandbox: podman's default rlimits would fail in runc (env.md §2b).
@@ -42,6 +42,7 @@ events_logger = "file"
 events_logfile_path = "{dir}/events.log"
 runtime = "runc"
 tmp_dir = "{dir}/tmp"
+image_copy_tmp_dir = "{dir}/tmp"
 "#,
             bin = bed.node.bin.display(),
             netd = bed.netd.display(),
@@ -66,7 +67,10 @@ tmp_dir = "{dir}/tmp"
 
     fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = self.bed.mnt.command(Some(&self.bed.node.name), "podman");
+        // HOME too: podman creates ~/.config/containers/podman even when run as root with --root.
         c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .env("HOME", self.dir.join("home"))
+            .env("TMPDIR", self.dir.join("tmp"))
             .arg("--root")
             .arg(self.dir.join("storage"))
             .arg("--runroot")
