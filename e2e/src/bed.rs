@@ -74,12 +74,9 @@ impl Bed {
 
         // A real node forwards (Felix and kube-proxy turn it on); our plugin enables forwarding only on the
         // cali interfaces, so traffic from the uplink to a pod (published ports) needs it here.
-        std::fs::write(node.path("forward.sh"), "echo 1 > /proc/sys/net/ipv4/ip_forward").expect("script");
-        proc::run(
-            std::process::Command::new("nsenter").arg(format!("--net=/run/netns/{}", node.name)).arg("sh").arg(node.path("forward.sh")),
-            Duration::from_secs(10),
-        )
-        .ok();
+        let mut fwd = std::process::Command::new("nsenter");
+        fwd.arg(format!("--net=/run/netns/{}", node.name)).args(["--", "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        proc::run(&mut fwd, Duration::from_secs(10)).ok();
 
         let mut mnt = MountNs::new();
         mnt.bind(&netd, Path::new("/etc/cni/net.d"));
