@@ -254,3 +254,28 @@ fn podman_static_ip_is_honoured() {
     assert!(text.contains("inet 10.249.3.77/32"), "container did not get the static address: {text}");
     bed.ipam.assert_in_use(0);
 }
+
+/// A container whose command cannot start: podman has already run ADD, so its cleanup must DEL and the
+/// address must go back to the pool.
+#[test]
+fn podman_failed_start_releases_the_address() {
+    if !testbed::root_or_skip("podman_failed_start") || !e2e::have_tools("podman_failed_start", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let mut bed = Bed::new("pdfs", "10.250.0.0/16");
+    let image = bed.image();
+    let pm = Podman::new(&mut bed);
+    let bed = pm.bed;
+    pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
+
+    let out = pm.podman(&["run", "--rm", "--cgroup-parent", &pm.cgroup, "--network", NET, IMAGE, "/no/such/command"]);
+    assert!(out.failed(), "the container should not start: {out:?}");
+    let calls = bed.rec.calls();
+    eprintln!("CNI calls seen (failed start):\n{}", bed.rec.transcript());
+    let ours = |cmd: &str| calls.iter().filter(|c| c.plugin == "cni-calico" && c.command == cmd).count();
+    assert_eq!((ours("ADD"), ours("DEL")), (1, 1), "{}", bed.rec.transcript());
+    bed.ipam.assert_in_use(0);
+    let links = bed.node.ip_in(&bed.node.name, &["-o", "link"]);
+    assert!(!links.contains("cali"), "{links}");
+}
