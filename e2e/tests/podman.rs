@@ -17,7 +17,7 @@ struct Podman<'a> {
     dir: PathBuf,
     /// cgroup parent of this test's containers and conmons (default /libpod_parent would be shared).
     cgroup: String,
-    started: std::cell::RefCell<Vec<String>>,
+    started: std::sync::Mutex<Vec<String>>,
 }
 
 impl<'a> Podman<'a> {
@@ -84,7 +84,7 @@ image_copy_tmp_dir = "{dir}/tmp"
 
     /// `podman run -d`, remembered so that a failing test still removes it.
     fn run_detached(&self, name: &str, args: &[&str]) -> Out {
-        self.started.borrow_mut().push(name.to_string());
+        self.started.lock().unwrap_or_else(|e| e.into_inner()).push(name.to_string());
         let mut a = vec!["run", "-d", "--cgroup-parent", &self.cgroup, "--name", name];
         a.extend_from_slice(args);
         self.podman(&a)
@@ -93,7 +93,7 @@ image_copy_tmp_dir = "{dir}/tmp"
 
 impl Drop for Podman<'_> {
     fn drop(&mut self) {
-        for name in self.started.borrow().iter() {
+        for name in self.started.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = proc::try_run(&mut self.command(&["rm", "--force", "--time", "0", name]), T);
         }
         // Storage is overlay mounts inside our mount namespace; unmount them before the namespace goes.
@@ -275,6 +275,41 @@ fn podman_failed_start_releases_the_address() {
     eprintln!("CNI calls seen (failed start):\n{}", bed.rec.transcript());
     let ours = |cmd: &str| calls.iter().filter(|c| c.plugin == "cni-calico" && c.command == cmd).count();
     assert_eq!((ours("ADD"), ours("DEL")), (1, 1), "{}", bed.rec.transcript());
+    bed.ipam.assert_in_use(0);
+    let links = bed.node.ip_in(&bed.node.name, &["-o", "link"]);
+    assert!(!links.contains("cali"), "{links}");
+}
+
+/// Several `podman run -d` at once: concurrent ADDs through our plugin into one cni-ipam store get distinct
+/// addresses, and concurrent removals give them all back.
+#[test]
+fn podman_concurrent_runs_get_distinct_addresses() {
+    if !testbed::root_or_skip("podman_concurrent") || !e2e::have_tools("podman_concurrent", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let mut bed = Bed::new("pdcc", "10.251.0.0/16");
+    let image = bed.image();
+    let pm = Podman::new(&mut bed);
+    let bed = pm.bed;
+    pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
+
+    let names: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
+    std::thread::scope(|s| {
+        for n in &names {
+            let pm = &pm;
+            s.spawn(move || pm.run_detached(n, &["--network", NET, IMAGE, "sleep", "600"]).ok());
+        }
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &names {
+        let ip = pm.podman(&["inspect", n, "--format", &format!("{{{{(index .NetworkSettings.Networks \"{NET}\").IPAddress}}}}")]).ok();
+        assert!(seen.insert(ip.trim().to_string()), "{n} got a duplicate address {ip}");
+    }
+    bed.ipam.assert_in_use(names.len());
+    let mut rm = vec!["rm", "--force", "--time", "0"];
+    rm.extend(names.iter().map(String::as_str));
+    pm.podman(&rm).ok();
     bed.ipam.assert_in_use(0);
     let links = bed.node.ip_in(&bed.node.name, &["-o", "link"]);
     assert!(!links.contains("cali"), "{links}");
