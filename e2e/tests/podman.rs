@@ -155,7 +155,7 @@ fn podman_cni_backend_runs_containers_on_our_network() {
 
     let calls: Vec<Call> = bed.rec.calls().into_iter().filter(|c| c.plugin == "cni-calico").collect();
     eprintln!("CNI calls seen ({NET}):\n{}", bed.rec.transcript());
-    // Every ADD and DEL comes right after a VERSION (libcni's GetVersionInfo on the cached or loaded config).
+X
     let ops: Vec<usize> = (0..calls.len()).filter(|&i| calls[i].command != "VERSION").collect();
     let verbs: Vec<&str> = ops.iter().map(|&i| calls[i].command.as_str()).collect();
     assert_eq!(verbs, ["ADD", "ADD", "DEL", "DEL"], "{}", bed.rec.transcript());
