@@ -155,7 +155,7 @@ fn podman_cni_backend_runs_containers_on_our_network() {
 
     let calls: Vec<Call> = bed.rec.calls().into_iter().filter(|c| c.plugin == "cni-calico").collect();
     eprintln!("CNI calls seen ({NET}):\n{}", bed.rec.transcript());
-X
+    // podman asks the plugin's VERSION (libcni GetVersionInfo, netns/ifname "dummy") right before each ADD and DEL.
     let ops: Vec<usize> = (0..calls.len()).filter(|&i| calls[i].command != "VERSION").collect();
     let verbs: Vec<&str> = ops.iter().map(|&i| calls[i].command.as_str()).collect();
     assert_eq!(verbs, ["ADD", "ADD", "DEL", "DEL"], "{}", bed.rec.transcript());
