@@ -66,6 +66,9 @@ fn simulated_nodes_share_one_store() {
         // 8 blocks of 8 addresses; the nodes below want 10 blocks' worth, so someone runs out of blocks.
         load(&store, tmp.path(), vec![pool("small", "10.70.0.0/26", 29), ipam_config(strict, 0)]);
         let wants = [30usize, 10, 10, 10];
+        // One ADD per node first, so every node owns a block however the concurrent part is scheduled.
+        let mut results: Vec<_> =
+            (0..wants.len()).map(|n| Net::new(&store, &format!("node-{n}")).run("ADD", &format!("n{n}-c0"), "")).map(|(rc, out, _)| (rc, out)).collect();
         let threads: Vec<_> = wants
             .iter()
             .enumerate()
@@ -73,11 +76,11 @@ fn simulated_nodes_share_one_store() {
                 let net = Net::new(&store, &format!("node-{n}"));
                 let want = *want;
                 std::thread::spawn(move || {
-                    (0..want).map(|j| net.run("ADD", &format!("n{n}-c{j}"), "")).map(|(rc, out, _)| (rc, out)).collect::<Vec<_>>()
+                    (1..want).map(|j| net.run("ADD", &format!("n{n}-c{j}"), "")).map(|(rc, out, _)| (rc, out)).collect::<Vec<_>>()
                 })
             })
             .collect();
-        let results: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+        results.extend(threads.into_iter().flat_map(|t| t.join().expect("thread")));
         let ok: Vec<String> = results.iter().filter(|r| r.0 == 0).map(|r| r.1["ips"][0]["address"].to_string()).collect();
         let failed: Vec<u64> = results.iter().filter(|r| r.0 != 0).map(|r| r.1["code"].as_u64().unwrap_or(0)).collect();
         let distinct: HashSet<&String> = ok.iter().collect();
