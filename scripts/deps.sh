@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, demo and benchmarks need. Idempotent: does nothing when all are present.
 set -euo pipefail
-pkgs=(iproute2 iputils-ping containernetworking-plugins procps util-linux jq)
+pkgs=(iproute2 iputils-ping containernetworking-plugins procps util-linux jq time)
 if [ "${1:-}" = "--all" ]; then
   pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client curl iptables)
 fi

@@ -43,11 +43,37 @@ impl Contender {
         let conf = match kind {
             Kind::CalicoHostLocal => json!({"cniVersion": "1.0.0", "name": "b-calico-hl", "type": "cni-calico", "ipam": host_local("calico")}),
             Kind::CalicoIpam => json!({"cniVersion": "1.0.0", "name": "b-calico-ipam", "type": "cni-calico",
-                "ipam": {"type": "cni-ipam", "local_store_dir": node.path("store"), "nodename": "bench-node", "ipv4_pools": [subnet]}}),
+                "ipam": {"type": "cni-ipam", "local_store_dir": node.path("store"), "nodename": "bench-node", "ipv4_pools": ["bench"]}}),
             Kind::PtpHostLocal => json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")}),
             Kind::Floor => Value::Null,
         };
+        if kind == Kind::CalicoIpam {
+            ipam_cli(node, &["pool", "add", "--name", "bench", "--cidr", &subnet, "--block-size", "26"]);
+            // Growth runs put up to 10k addresses on this one node: more blocks than the default 20.
+            ipam_cli(node, &["config", "set", "--strict-affinity", "true", "--max-blocks-per-host", "1000"]);
+        }
         Contender { kind, label: label(kind), conf, octet }
+    }
+
+    /// Allocates `n` addresses through the IPAM plugin alone (no interfaces), as earlier pods of this node
+    /// would have, with `workers` processes at a time.
+    pub fn prefill(&self, node: &Node, n: usize, workers: usize) {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let stdin = self.conf.to_string();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    let cid = format!("fill{i:07}");
+                    let env = [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", cid.as_str()), ("CNI_NETNS", "/nonexistent"), ("CNI_IFNAME", "eth0")];
+                    let out = node.run_raw("cni-ipam", &env, &[], stdin.as_bytes());
+                    assert_eq!(out.code, 0, "prefill {i}: {}", out.stdout);
+                });
+            }
+        });
     }
 
     fn plugin(&self) -> &'static str {
@@ -69,6 +95,14 @@ impl Contender {
         (res.0, res.1)
     }
 
+    /// Peak RSS (KiB) of the plugin processes for one ADD, measured under GNU time; then undone.
+    pub fn add_rss(&self, node: &Node, i: usize, pod: &str) -> i64 {
+        let out = node.run_for_rss(self.plugin(), "ADD", &self.cid(i), Some(pod), "eth0", &self.conf);
+        let (sample, prev) = checked(out, self.label, "ADD");
+        self.del(node, i, pod, &prev);
+        sample.max_rss_kb
+    }
+
     pub fn del(&self, node: &Node, i: usize, pod: &str, prev: &Value) -> Sample {
         if self.kind == Kind::Floor {
             let d = floor_del(node, pod);
@@ -86,6 +120,16 @@ impl Contender {
     fn host_if(&self, i: usize) -> String {
         format!("cali{}", self.cid(i))
     }
+}
+
+fn ipam_cli(node: &Node, args: &[&str]) {
+    let out = std::process::Command::new(testbed::target_dir().join("cni-ipam"))
+        .arg("--store")
+        .arg(node.path("store"))
+        .args(args)
+        .output()
+        .expect("cni-ipam");
+    assert!(out.status.success(), "cni-ipam {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn checked(out: Outcome, label: &str, verb: &str) -> (Sample, Value) {

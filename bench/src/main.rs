@@ -11,13 +11,15 @@ use testbed::Node;
 
 struct Opts {
     pods: usize,
+    levels: Vec<usize>,
+    growth_samples: usize,
     burst: usize,
     concurrency: Vec<usize>,
     out: Option<String>,
 }
 
 fn parse_opts() -> Opts {
-    let mut o = Opts { pods: 200, burst: 100, concurrency: vec![1, 4, 16], out: None };
+    let mut o = Opts { pods: 200, levels: vec![0, 1000, 10000], growth_samples: 100, burst: 100, concurrency: vec![1, 4, 16], out: None };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -27,6 +29,8 @@ fn parse_opts() -> Opts {
             "--burst" => o.burst = val().parse().unwrap_or_else(|_| usage("--burst takes a number")),
             "--concurrency" => o.concurrency = val().split(',').map(|c| c.parse().unwrap_or_else(|_| usage("--concurrency takes 1,4,16"))).collect(),
             "--out" => o.out = Some(val()),
+            "--levels" => o.levels = val().split(',').map(|c| c.parse().unwrap_or_else(|_| usage("--levels takes 0,1000,10000"))).collect(),
+            "--growth-samples" => o.growth_samples = val().parse().unwrap_or_else(|_| usage("--growth-samples takes a number")),
             _ => usage(&format!("unknown option {a}")),
         }
     }
@@ -34,7 +38,7 @@ fn parse_opts() -> Opts {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--out FILE.md]");
+    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--out FILE.md]");
     std::process::exit(2)
 }
 
@@ -51,14 +55,21 @@ fn main() {
     report += &sequential(&kinds, o.pods);
     let (burst_md, burst_chart) = burst(&kinds, o.burst, &o.concurrency);
     report += &burst_md;
+    let mut charts = vec![("bench-burst.svg", burst_chart)];
+    if kinds.contains(&Kind::CalicoIpam) {
+        let (growth_md, growth_chart) = growth(&o.levels, o.growth_samples);
+        report += &growth_md;
+        charts.push(("bench-growth.svg", growth_chart));
+    }
     print!("{report}");
     if let Some(path) = o.out {
         let dir = std::path::Path::new(&path).parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
-        let svg = dir.join("bench-burst.svg");
-        report += &format!("![burst]({})\n", svg.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
-        for (file, body) in [(std::path::PathBuf::from(&path), report), (svg, burst_chart.svg())] {
-            std::fs::write(&file, body).unwrap_or_else(|e| eprintln!("writing {}: {e}", file.display()));
+        for (name, chart) in &charts {
+            report += &format!("![{}]({name})\n\n", chart.title);
+            let file = dir.join(name);
+            std::fs::write(&file, chart.svg()).unwrap_or_else(|e| eprintln!("writing {}: {e}", file.display()));
         }
+        std::fs::write(&path, report).unwrap_or_else(|e| eprintln!("writing {path}: {e}"));
     }
 }
 
@@ -82,13 +93,19 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
             dels[c].push(con.del(&node, i, &pod_names[c][i], &prevs[c][i]));
         }
     }
+    // Peak RSS per plugin process, on a few more pods, outside the timed runs.
+    let rss: Vec<i64> = cs
+        .iter()
+        .enumerate()
+        .map(|(c, con)| if con.kind == Kind::Floor { 0 } else { (0..5).map(|k| con.add_rss(&node, pods + k, &pod_names[c][k])).max().unwrap_or(0) })
+        .collect();
     let ref_add = median(&adds[index_of(kinds, Kind::PtpHostLocal)].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
     let ref_del = median(&dels[index_of(kinds, Kind::PtpHostLocal)].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
     let mut rows = Vec::new();
     for (c, con) in cs.iter().enumerate() {
         let a: Vec<f64> = adds[c].iter().map(|s| ms(s.elapsed)).collect();
         let d: Vec<f64> = dels[c].iter().map(|s| ms(s.elapsed)).collect();
-        let rss = adds[c].iter().map(|s| s.max_rss_kb).max().unwrap_or(0);
+        let rss = rss[c];
         let cpu: Vec<f64> = adds[c].iter().map(|s| ms(s.cpu)).collect();
         let proc_cols = if con.kind == Kind::Floor { ["-".to_string(), "-".to_string()] } else { [rss.to_string(), format!("{:.2}", median(&cpu))] };
         rows.push(vec![
@@ -168,6 +185,45 @@ fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> (String, plot::Char
         series: kinds.iter().enumerate().filter(|(_, k)| **k != Kind::Floor).map(|(c, k)| (contender::label(*k).to_string(), walls[c].clone())).collect(),
     };
     (format!("## Burst: {n} pods, wall time to all-ready (ratio vs ptp + host-local)\n\n{}\n", table(&h, &rows)), chart)
+}
+
+/// Full ADD (cni-calico + cni-ipam) latency when the node already holds `level` allocations.
+fn growth(levels: &[usize], samples: usize) -> (String, plot::Chart<'static>) {
+    let mut rows = Vec::new();
+    let mut medians = Vec::new();
+    let mut p99s = Vec::new();
+    for &level in levels {
+        let mut node = Node::new("growth");
+        let con = Contender::new(Kind::CalicoIpam, &node, 130);
+        con.prefill(&node, level, 2);
+        let pods: Vec<String> = (0..samples).map(|_| node.pod()).collect();
+        let mut adds = Vec::new();
+        for (i, pod) in pods.iter().enumerate() {
+            let (s, prev) = con.add(&node, i, pod);
+            adds.push(ms(s.elapsed));
+            con.del(&node, i, pod, &prev);
+        }
+        medians.push(median(&adds));
+        p99s.push(pct(&adds, 99.0));
+        rows.push(vec![
+            level.to_string(),
+            format!("{:.2}", median(&adds)),
+            format!("{:.2}", pct(&adds, 90.0)),
+            format!("{:.2}", pct(&adds, 99.0)),
+            format!("{:.2}x", median(&adds) / medians[0]),
+        ]);
+    }
+    let chart = plot::Chart {
+        title: "cni-calico + cni-ipam ADD latency vs allocations already on the node",
+        y_label: "ms",
+        categories: levels.iter().map(|l| format!("{l} existing")).collect(),
+        series: vec![("ADD median".into(), medians), ("ADD p99".into(), p99s)],
+    };
+    let md = format!(
+        "## Growth: full ADD with allocations already on the node ({samples} ADD+DEL per level)\n\n{}\n",
+        table(&["existing allocations", "ADD p50 ms", "ADD p90", "ADD p99", "p50 vs 0"], &rows)
+    );
+    (md, chart)
 }
 
 fn position(kinds: &[Kind], k: Kind) -> Option<usize> {

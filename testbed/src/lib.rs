@@ -3,7 +3,7 @@
 //! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,23 +103,46 @@ impl Node {
     }
 
     pub fn run_raw(&self, plugin: &str, env: &[(&str, &str)], extra_env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+        self.exec(plugin, false, env, extra_env, stdin)
+    }
+
+    /// Like `run`, but under GNU time, whose wait4 sees the plugin's own peak RSS. (A child spawned straight
+    /// from this process inherits this process's peak RSS in the kernel's accounting, whether forked or
+    /// vforked.) Slower: only for measuring process cost.
+    pub fn run_for_rss(&self, plugin: &str, cmd: &str, cid: &str, pod: Option<&str>, ifname: &str, stdin: &Value) -> Outcome {
+        let netns = pod.map(|p| format!("/run/netns/{p}")).unwrap_or_default();
+        let env = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", ifname)];
+        let mut out = self.exec(plugin, true, &env, &[], stdin.to_string().as_bytes());
+        let line = out.stderr.lines().rev().find_map(|l| l.strip_prefix("CRS_RUSAGE ")).unwrap_or("").to_string();
+        out.max_rss_kb = line.trim().parse().unwrap_or(-1);
+        out
+    }
+
+    fn exec(&self, plugin: &str, under_time: bool, env: &[(&str, &str)], extra_env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
         let node_ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("node netns");
-        let mut c = Command::new(self.bin.join(plugin));
+        let mut c = if under_time {
+            let mut c = Command::new("/usr/bin/time");
+            c.args(["-f", "CRS_RUSAGE %M"]).arg(self.bin.join(plugin));
+            c
+        } else {
+            Command::new(self.bin.join(plugin))
+        };
         c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("CNI_PATH", &self.bin);
         for (k, v) in env.iter().chain(extra_env) {
             c.env(k, v);
         }
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&node_ns);
-        // SAFETY: setns is async-signal-safe; the child only enters the node namespace before exec.
-        unsafe {
-            c.pre_exec(move || {
-                let f = std::os::fd::BorrowedFd::borrow_raw(fd);
-                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-            });
-        }
-        let start = Instant::now();
-        let mut child = c.spawn().expect("spawn plugin");
+        // Spawned from a thread that has entered the node namespace: the child is born there, and std can use
+        // posix_spawn (no fork of this process's memory, so the child's peak RSS is its own).
+        let (start, mut child) = std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&node_ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter node netns");
+                let start = Instant::now();
+                (start, c.spawn().expect("spawn plugin"))
+            })
+            .join()
+            .expect("spawner thread")
+        });
         // A plugin that rejects its env exits before reading stdin: a broken pipe here is its answer, not ours.
         let _ = child.stdin.take().expect("stdin").write_all(stdin);
         let (mut stdout, mut stderr) = (String::new(), String::new());
@@ -188,7 +211,7 @@ pub struct Outcome {
     pub stderr: String,
     /// Wall time from spawn to exit.
     pub elapsed: Duration,
-    /// Peak RSS of the plugin or of any child it waited for (its IPAM plugin), from the kernel's accounting.
+    /// Peak RSS from the kernel's accounting: only meaningful from `run_for_rss` (see there).
     pub max_rss_kb: i64,
     /// User + system CPU time of the plugin and its children.
     pub cpu: Duration,
