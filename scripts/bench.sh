@@ -1,8 +1,38 @@
 #!/usr/bin/env bash
-# Benchmarks pod network ADD/DEL side by side with Debian's ptp + host-local, in namespaces it creates.
-# Usage: scripts/bench.sh [--pods N] [--burst N] [--concurrency 1,4,16] [--out docs/benchmarks.md]
+# Benchmarks pod network ADD/DEL side by side with Debian's ptp + host-local, in namespaces it creates,
+# then the IPAM allocator alone against 0..60k existing allocations. Writes docs/benchmarks.md and SVG
+# charts next to it (or where --out says). Needs root.
+# Usage: scripts/bench.sh [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000]
+#                         [--growth-samples N] [--out docs/benchmarks.md]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+out=docs/benchmarks.md
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+mkdir -p "$(dirname "$out")"
 cargo build --release --workspace --bins
-CRS_PROFILE=release exec target/release/cni-bench "$@"
+{
+  echo "# Benchmarks"
+  echo
+  echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) CPUs, $(uname -sr), by \`scripts/bench.sh ${args[*]:-}\`."
+  echo "Every plugin is called the same way: env + stdin, from a node network namespace, one process per call."
+  echo
+} > "$out.head"
+CRS_PROFILE=release target/release/cni-bench "${args[@]}" --out "$out.body"
+{
+  echo "## IPAM alone: allocation latency in-process, by existing allocations"
+  echo
+  echo "\`cni-ipam bench-alloc --samples 2000\` (60 simulated nodes hold the existing allocations; file = the local store with its fsyncs)."
+  echo
+  target/release/cni-ipam bench-alloc --samples 2000
+  echo
+} > "$out.ipam"
+cat "$out.head" "$out.body" "$out.ipam" > "$out"
+rm -f "$out.head" "$out.body" "$out.ipam"
+echo "wrote $out"
