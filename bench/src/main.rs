@@ -81,6 +81,7 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
     let mut adds: Vec<Vec<Sample>> = cs.iter().map(|_| Vec::new()).collect();
     let mut dels: Vec<Vec<Sample>> = cs.iter().map(|_| Vec::new()).collect();
     let mut prevs: Vec<Vec<serde_json::Value>> = cs.iter().map(|_| Vec::new()).collect();
+    #[allow(clippy::needless_range_loop)] // pod i of every contender in turn: the interleaving is the point
     for i in 0..pods {
         for (c, con) in cs.iter().enumerate() {
             let (s, prev) = con.add(&node, i, &pod_names[c][i]);

@@ -97,6 +97,7 @@ impl Node {
     }
 
     /// Runs `plugin` from the node netns the way a runtime does.
+    #[allow(clippy::too_many_arguments)] // the CNI parameters, one by one, as a runtime passes them
     pub fn run(&self, plugin: &str, cmd: &str, cid: &str, pod: Option<&str>, ifname: &str, extra_env: &[(&str, &str)], stdin: &Value) -> Outcome {
         let netns = pod.map(|p| format!("/run/netns/{p}")).unwrap_or_default();
         self.run_raw(plugin, &[("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", &netns), ("CNI_IFNAME", ifname)], extra_env, stdin.to_string().as_bytes())
