@@ -58,7 +58,7 @@ fn conf(node: &str) -> IpamConf {
         ipv4_pools: vec![],
         ipv6_pools: vec![],
         node: Node { name: node.to_string(), labels: BTreeMap::new() },
-        store_dir: "/unused".into(),
+        store: crate::ipam::config::StoreConf::Local("/unused".into()),
     }
 }
 

@@ -21,7 +21,7 @@ pub enum IpamError {
     Config(String),
     #[error("invalid CNI_ARGS: {0}")]
     Args(String),
-    #[error("datastore_type {0:?} is not supported yet (only \"local\")")]
+    #[error("datastore_type {0:?} is not supported (\"local\" or \"etcdv3\")")]
     DatastoreNotSupported(String),
     #[error("invalid IP pool {name:?}: {reason}")]
     InvalidPool { name: String, reason: String },
@@ -53,6 +53,8 @@ pub enum IpamError {
     NoAllocation(String),
     #[error("datastore: {0}")]
     Store(#[from] StoreError),
+    #[error("too many concurrent IPAM changes: gave up after {attempts} attempts (last: {last})")]
+    Busy { attempts: u32, last: String },
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("{0}")]
@@ -60,6 +62,10 @@ pub enum IpamError {
 }
 
 impl IpamError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, IpamError::Store(e) if e.is_conflict())
+    }
+
     pub fn code(&self) -> u32 {
         use ipam_code::*;
         match self {
@@ -77,7 +83,7 @@ impl IpamError {
             IpamError::NotInPool(_) => NOT_IN_POOL,
             IpamError::StaleRelease { .. } => STALE_RELEASE,
             // A busy, unreachable or conflicting store is transient: the runtime should retry.
-            IpamError::Store(StoreError::Conflict { .. } | StoreError::Io { .. }) => code::TRY_AGAIN,
+            IpamError::Store(StoreError::Conflict { .. } | StoreError::Io { .. }) | IpamError::Busy { .. } => code::TRY_AGAIN,
             IpamError::Store(StoreError::Invalid(_)) => code::INVALID_CONFIG,
             IpamError::Store(StoreError::Corrupt { .. }) | IpamError::Corrupt { .. } => code::INTERNAL,
             IpamError::NoAllocation(_) | IpamError::Internal(_) => code::INTERNAL,

@@ -1,13 +1,18 @@
 //! The CNI verbs of `cni-ipam`. Each verb parses the config once, opens the store, takes the node lock for
 //! the whole operation and calls the allocator. `add`/`del`/`gc` below are store-generic for the unit tests.
+use crate::backend::{Backend, Retry};
 use crate::error::IpamError;
 use crate::ipam::config::{requested_ips, IpamConf};
 use crate::ipam::records::{load, Handle};
 use crate::ipam::{Assignment, Ipam, Now, Owner};
 use common::cni::{code, CniError, CniResult, IpConfig, Plugin, Request, Route};
-use common::store::{Datastore, FileStore, Key};
+use common::store::{Datastore, Key, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Set to anything, makes the plugin print its etcd request count to stderr (round-trip tests).
+pub const REQUEST_COUNT_ENV: &str = "CNI_IPAM_ETCD_REQUESTS";
 
 pub struct IpamPlugin;
 
@@ -34,8 +39,19 @@ impl Plugin for IpamPlugin {
     }
 }
 
-pub fn open_store(conf: &IpamConf) -> Result<FileStore, IpamError> {
-    Ok(FileStore::open(&conf.store_dir)?)
+pub fn open_store(conf: &IpamConf) -> Result<Backend, IpamError> {
+    Backend::open(&conf.store)
+}
+
+/// Retry budget for callers that bring their own store (tests, benchmarks): conflicts only, 30 s.
+pub fn default_retry() -> Retry {
+    Retry { attempts: 100, deadline: Instant::now() + Duration::from_secs(30), io: false }
+}
+
+fn report_requests(store: &Backend) {
+    if let (Some(n), Some(_)) = (store.etcd_requests(), std::env::var_os(REQUEST_COUNT_ENV)) {
+        eprintln!("etcd requests: {n}");
+    }
 }
 
 /// `<network name>.<container id>`, cut at the first `\r` as Calico sanitises handles.
@@ -68,7 +84,10 @@ fn cni_add(req: &Request) -> Result<CniResult, IpamError> {
     let conf = IpamConf::parse(&req.config)?;
     let requested = requested_ips(req.env.arg("IP"))?;
     let store = open_store(&conf)?;
-    let got = add(&store, &conf, &owner_for(req, &conf.node.name), &requested)?;
+    let retry = store.begin_operation();
+    let got = add_with(&store, retry, &conf, &owner_for(req, &conf.node.name), &requested);
+    report_requests(&store);
+    let got = got?;
     Ok(CniResult {
         cni_version: req.cni_version.clone(),
         ips: got.iter().map(|a| IpConfig { address: a.address(), gateway: None, interface: None }).collect(),
@@ -80,8 +99,47 @@ fn cni_add(req: &Request) -> Result<CniResult, IpamError> {
 /// Assigns the requested addresses, or one per enabled family. All or nothing: if a later family fails, the
 /// addresses already taken by this call are released before the error is returned.
 pub fn add(store: &dyn Datastore, conf: &IpamConf, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Assignment>, IpamError> {
+    add_with(store, default_retry(), conf, owner, requested)
+}
+
+/// `add`, retried on conflicts (another node changed a record) and, per `retry`, on unreachable members.
+/// A conflict storm ends in a code-11 error after `retry.attempts`; nothing is handed out twice, because
+/// every attempt commits with compare-and-swap.
+pub fn add_with(store: &dyn Datastore, retry: Retry, conf: &IpamConf, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Assignment>, IpamError> {
     let mut session = store.lock()?;
-    let mut ipam = Ipam::new(&mut *session)?;
+    let mut held_before = None;
+    for attempt in 1.. {
+        match add_once(&mut *session, conf, owner, requested, &mut held_before) {
+            Err(e) if retry.again(attempt, &e) => continue,
+            Err(e) if e.is_conflict() => return Err(IpamError::Busy { attempts: attempt, last: e.to_string() }),
+            done => return done,
+        }
+    }
+    unreachable!("the retry loop returns")
+}
+
+/// One attempt. `held_before` remembers whether the handle held addresses when the first attempt began: if it
+/// did not and does now, an earlier attempt's commit was applied although its answer was lost, so those
+/// addresses are released first rather than leaked next to the new ones.
+fn add_once(
+    session: &mut dyn Store,
+    conf: &IpamConf,
+    owner: &Owner,
+    requested: &[IpAddr],
+    held_before: &mut Option<bool>,
+) -> Result<Vec<Assignment>, IpamError> {
+    let hkey = Key::Handle(owner.handle.clone());
+    let mut ipam = Ipam::open(session, &[Key::PoolNames, Key::HostBlocks(conf.node.name.clone()), hkey.clone()])?;
+    let held = load_handle(&ipam, &hkey)?;
+    match *held_before {
+        None => *held_before = Some(held),
+        Some(false) if held => {
+            tracing::warn!(handle = %owner.handle, "an earlier attempt's commit was applied after all: releasing it");
+            ipam.release_by_handle(&owner.handle)?;
+        }
+        Some(_) => {}
+    }
+    ipam.prefetch_for_node(&conf.node.name)?;
     // Resolve every pool first, so configuration errors come before any write.
     let mut plan = Vec::new();
     if requested.is_empty() {
@@ -123,25 +181,53 @@ pub fn add(store: &dyn Datastore, conf: &IpamConf, owner: &Owner, requested: &[I
     Ok(got)
 }
 
+fn load_handle(ipam: &Ipam, key: &Key) -> Result<bool, IpamError> {
+    Ok(ipam.handle(key)?.is_some_and(|h| !h.deleted && h.block.values().any(|n| *n > 0)))
+}
+
 fn cni_del(req: &Request) -> Result<(), IpamError> {
     let conf = IpamConf::parse(&req.config)?;
     let store = open_store(&conf)?;
+    let retry = store.begin_operation();
     let mut handles = vec![handle_id(&req.name, req.env.container_id())];
     // The workload-ID handle of Calico v2.x and of CRI container-ID changes.
     handles.push(match k8s_pod(req) {
         Some((ns, pod)) => format!("{ns}.{pod}"),
         None => req.env.container_id().to_string(),
     });
-    del(&store, &handles).map(drop)
+    let r = del_with(&store, retry, &handles).map(drop);
+    report_requests(&store);
+    r
 }
 
 /// Releases every address of each handle; handles that do not exist are fine (DEL is idempotent).
 pub fn del(store: &dyn Datastore, handles: &[String]) -> Result<usize, IpamError> {
+    del_with(store, default_retry(), handles)
+}
+
+pub fn del_with(store: &dyn Datastore, retry: Retry, handles: &[String]) -> Result<usize, IpamError> {
     let mut session = store.lock()?;
-    let mut ipam = Ipam::new(&mut *session)?;
+    let keys: Vec<Key> = handles.iter().map(|h| Key::Handle(h.clone())).collect();
     let mut released = 0;
-    for h in handles {
-        released += ipam.release_by_handle(h)?;
+    for attempt in 1.. {
+        let once = (|| {
+            let mut ipam = Ipam::open(&mut *session, &keys)?;
+            ipam.prefetch_handle_blocks(handles)?;
+            let mut n = 0;
+            for h in handles {
+                n += ipam.release_by_handle(h)?;
+            }
+            Ok(n)
+        })();
+        match once {
+            Ok(n) => {
+                released += n;
+                break;
+            }
+            Err(e) if retry.again(attempt, &e) => continue,
+            Err(e) if e.is_conflict() => return Err(IpamError::Busy { attempts: attempt, last: e.to_string() }),
+            Err(e) => return Err(e),
+        }
     }
     Ok(released)
 }
@@ -149,6 +235,7 @@ pub fn del(store: &dyn Datastore, handles: &[String]) -> Result<usize, IpamError
 fn cni_check(req: &Request) -> Result<(), IpamError> {
     let conf = IpamConf::parse(&req.config)?;
     let store = open_store(&conf)?;
+    store.begin_operation();
     let session = store.lock()?;
     let handle = handle_id(&req.name, req.env.container_id());
     match load::<Handle>(&*session, &Key::Handle(handle.clone()))? {

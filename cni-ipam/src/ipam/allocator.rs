@@ -2,17 +2,22 @@
 //! (pending -> confirmed, found through the pool's claimed-block index instead of listing every block),
 //! then borrow from other hosts' blocks unless strict affinity. Every change is one atomic commit (handle +
 //! block together), so there is nothing to roll back when a process dies half way.
+//!
+//! Reads go through a per-`Ipam` cache that `prefetch` fills in one `get_many` (one etcd round trip) and every
+//! successful commit keeps current; a failed commit empties it, so a retry re-reads what changed. Stale reads
+//! are harmless: every write is compare-and-swap on the revision that was read.
 use super::block::{Block, Now, Owner};
 use super::pool::Pool;
 use super::records::{
-    encode, load, Affinity, Handle, HostBlock, HostBlocks, IpamConfig, PoolBlocks, PoolNames,
+    encode, Affinity, Handle, HostBlock, HostBlocks, IpamConfig, PoolBlocks, PoolNames,
 };
 use crate::error::IpamError;
-use common::store::{Key, Kind, Op, Revision, Store};
+use common::store::{Key, Kind, Op, Record, Revision, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 /// Upper bound on claim attempts per pool in one request; each failed attempt marks one stale index entry,
@@ -75,6 +80,7 @@ fn put<T: Serialize>(key: Key, rev: Option<Revision>, value: &T) -> Result<Op, I
 
 pub struct Ipam<'s> {
     store: &'s mut dyn Store,
+    cache: RefCell<HashMap<Key, Option<Record>>>,
     pub config: IpamConfig,
     pub now: Now,
 }
@@ -82,16 +88,80 @@ pub struct Ipam<'s> {
 impl<'s> Ipam<'s> {
     /// Reads the IPAM config (Calico's defaults when absent).
     pub fn new(store: &'s mut dyn Store) -> Result<Ipam<'s>, IpamError> {
-        let config = load::<IpamConfig>(&*store, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default();
-        Ok(Ipam { store, config, now: Now::system() })
+        Ipam::open(store, &[])
+    }
+
+    /// Reads the IPAM config together with `keys` (one round trip), keeping them for the allocator's reads.
+    pub fn open(store: &'s mut dyn Store, keys: &[Key]) -> Result<Ipam<'s>, IpamError> {
+        let mut ipam = Ipam { store, cache: RefCell::new(HashMap::new()), config: IpamConfig::default(), now: Now::system() };
+        let mut first = vec![Key::IpamConfig];
+        first.extend(keys.iter().cloned());
+        ipam.prefetch(&first)?;
+        ipam.config = ipam.get::<IpamConfig>(&Key::IpamConfig)?.map(|c| c.0).unwrap_or_default();
+        Ok(ipam)
+    }
+
+    /// Reads every key not read yet in one `get_many`.
+    pub fn prefetch(&self, keys: &[Key]) -> Result<(), IpamError> {
+        let mut want: Vec<Key> = Vec::new();
+        {
+            let cache = self.cache.borrow();
+            for k in keys {
+                if !cache.contains_key(k) && !want.contains(k) {
+                    want.push(k.clone());
+                }
+            }
+        }
+        if want.is_empty() {
+            return Ok(());
+        }
+        let got = self.store.get_many(&want)?;
+        self.cache.borrow_mut().extend(want.into_iter().zip(got));
+        Ok(())
+    }
+
+    /// The second read of an ADD: the pools named by the pool index and the blocks of the node's index, so
+    /// a node with space in a block needs no further read before its commit.
+    pub fn prefetch_for_node(&self, node: &str) -> Result<(), IpamError> {
+        let names = self.get::<PoolNames>(&Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
+        let (hb, _) = self.host_blocks(node)?;
+        let mut keys: Vec<Key> = names.into_iter().map(Key::Pool).collect();
+        keys.extend(hb.blocks.iter().map(|b| Key::Block(b.cidr)));
+        self.prefetch(&keys)
+    }
+
+    /// The second read of a DEL: the blocks each handle names.
+    pub fn prefetch_handle_blocks(&self, handles: &[String]) -> Result<(), IpamError> {
+        let mut keys = Vec::new();
+        for h in handles {
+            if let Some((handle, _)) = self.get::<Handle>(&Key::Handle(h.clone()))? {
+                keys.extend(handle.block.keys().filter_map(|c| c.parse::<IpNet>().ok()).map(Key::Block));
+            }
+        }
+        self.prefetch(&keys)
     }
 
     pub fn store(&mut self) -> &mut dyn Store {
+        self.cache.borrow_mut().clear();
         &mut *self.store
     }
 
+    fn record(&self, key: &Key) -> Result<Option<Record>, IpamError> {
+        if let Some(r) = self.cache.borrow().get(key) {
+            return Ok(r.clone());
+        }
+        let r = self.store.get(key)?;
+        self.cache.borrow_mut().insert(key.clone(), r.clone());
+        Ok(r)
+    }
+
     fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
-        load(&*self.store, key)
+        match self.record(key)? {
+            None => Ok(None),
+            Some(r) => serde_json::from_value(r.value)
+                .map(|v| Some((v, r.rev)))
+                .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+        }
     }
 
     /// A block record, refused as corrupt unless its invariants hold (the allocator indexes by them).
@@ -108,7 +178,23 @@ impl<'s> Ipam<'s> {
     }
 
     fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, IpamError> {
-        Ok(self.store.commit(ops)?)
+        match self.store.commit(ops) {
+            Ok(revs) => {
+                let mut cache = self.cache.borrow_mut();
+                for (op, rev) in ops.iter().zip(&revs) {
+                    let rec = match op {
+                        Op::Create { value, .. } | Op::Update { value, .. } => Some(Record { value: value.clone(), rev: *rev }),
+                        Op::Delete { .. } => None,
+                    };
+                    cache.insert(op.key().clone(), rec);
+                }
+                Ok(revs)
+            }
+            Err(e) => {
+                self.cache.borrow_mut().clear();
+                Err(e.into())
+            }
+        }
     }
 
     /// Every pool in the store; the default pool when there is none.
@@ -161,6 +247,11 @@ impl<'s> Ipam<'s> {
             return Err(IpamError::NoPoolForNode { node: node.name.clone(), family: fam });
         }
         Ok(usable)
+    }
+
+    /// A handle record, through the read cache.
+    pub fn handle(&self, key: &Key) -> Result<Option<Handle>, IpamError> {
+        Ok(self.get::<Handle>(key)?.map(|h| h.0))
     }
 
     fn host_blocks(&self, node: &str) -> Result<(HostBlocks, Option<Revision>), IpamError> {

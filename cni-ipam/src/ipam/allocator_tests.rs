@@ -223,7 +223,7 @@ fn conf(v4: bool, v6: bool) -> IpamConf {
         ipv4_pools: vec![],
         ipv6_pools: vec![],
         node: node("n1"),
-        store_dir: "/unused".into(),
+        store: crate::ipam::config::StoreConf::Local("/unused".into()),
     }
 }
 

@@ -4,13 +4,100 @@ use super::allocator::{Node, PoolRef};
 use super::pool::validate_pool_name;
 use crate::error::IpamError;
 use ipnet::IpNet;
+use common::store::etcd::TlsFiles;
+use common::store::EtcdOptions;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_STORE_DIR: &str = "/var/lib/calico-rs/ipam";
 pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
+/// Calico's node-wide IPAM lock (used with the etcd store; the local store locks its own directory).
+pub const DEFAULT_LOCK_FILE: &str = "/var/run/calico/ipam.lock";
+pub const DEFAULT_ETCD_TIMEOUT_SECS: f64 = 5.0;
+
+/// Where allocations live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConf {
+    /// `datastore_type: "local"`: one directory on this node.
+    Local(PathBuf),
+    /// `datastore_type: "etcdv3"`: a cluster shared by every node.
+    Etcd(EtcdOptions),
+}
+
+/// The etcd keys, accepted at the top level (as Calico's netconf has them) or inside `ipam` (which wins).
+#[derive(Debug, Default, Deserialize)]
+struct RawEtcd {
+    #[serde(default)]
+    etcd_endpoints: Option<String>,
+    #[serde(default)]
+    etcd_key_file: Option<String>,
+    #[serde(default)]
+    etcd_cert_file: Option<String>,
+    #[serde(default)]
+    etcd_ca_cert_file: Option<String>,
+    #[serde(default)]
+    etcd_timeout: Option<serde_json::Value>,
+    #[serde(default)]
+    ipam_lock_file: Option<String>,
+}
+
+impl RawEtcd {
+    fn or(self, top: RawEtcd) -> RawEtcd {
+        RawEtcd {
+            etcd_endpoints: self.etcd_endpoints.or(top.etcd_endpoints),
+            etcd_key_file: self.etcd_key_file.or(top.etcd_key_file),
+            etcd_cert_file: self.etcd_cert_file.or(top.etcd_cert_file),
+            etcd_ca_cert_file: self.etcd_ca_cert_file.or(top.etcd_ca_cert_file),
+            etcd_timeout: self.etcd_timeout.or(top.etcd_timeout),
+            ipam_lock_file: self.ipam_lock_file.or(top.ipam_lock_file),
+        }
+    }
+
+    /// Typed etcd options; every malformed value is an error naming its key.
+    fn options(self) -> Result<EtcdOptions, IpamError> {
+        let endpoints = self.etcd_endpoints.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
+            IpamError::Config("datastore_type \"etcdv3\" needs etcd_endpoints (e.g. \"https://10.0.0.1:2379,https://10.0.0.2:2379\")".into())
+        })?;
+        let mut opts = EtcdOptions::new(&endpoints);
+        for e in &opts.endpoints {
+            common::store::etcd::Endpoint::parse(e).map_err(|m| IpamError::Config(format!("etcd_endpoints: {m}")))?;
+        }
+        let file = |key: &str, v: Option<String>| -> Result<Option<PathBuf>, IpamError> {
+            match v.filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(p) if Path::new(&p).is_absolute() => Ok(Some(PathBuf::from(p))),
+                Some(p) => Err(IpamError::Config(format!("{key} {p:?} must be an absolute path"))),
+            }
+        };
+        opts.tls = TlsFiles {
+            ca: file("etcd_ca_cert_file", self.etcd_ca_cert_file)?,
+            cert: file("etcd_cert_file", self.etcd_cert_file)?,
+            key: file("etcd_key_file", self.etcd_key_file)?,
+        };
+        let secs = match &self.etcd_timeout {
+            None => DEFAULT_ETCD_TIMEOUT_SECS,
+            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(-1.0),
+            Some(serde_json::Value::String(s)) => s.trim().trim_end_matches('s').parse::<f64>().unwrap_or(-1.0),
+            Some(_) => -1.0,
+        };
+        if !(secs > 0.0 && secs <= 3600.0) {
+            return Err(IpamError::Config(format!(
+                "etcd_timeout {} must be a number of seconds between 0 and 3600",
+                self.etcd_timeout.map(|v| v.to_string()).unwrap_or_default()
+            )));
+        }
+        opts.timeout = Duration::from_secs_f64(secs);
+        opts.lock_file = match self.ipam_lock_file {
+            None => Some(PathBuf::from(DEFAULT_LOCK_FILE)),
+            Some(p) if p.is_empty() => None,
+            Some(p) => file("ipam_lock_file", Some(p))?,
+        };
+        Ok(opts)
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 struct RawNetConf {
@@ -22,6 +109,8 @@ struct RawNetConf {
     datastore_type: Option<String>,
     #[serde(default)]
     ipam: Option<RawIpam>,
+    #[serde(flatten)]
+    etcd: RawEtcd,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +135,8 @@ struct RawIpam {
     local_store_dir: Option<String>,
     #[serde(default)]
     node_labels: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    etcd: RawEtcd,
 }
 
 /// Everything the plugin needs from the network config.
@@ -56,7 +147,7 @@ pub struct IpamConf {
     pub ipv4_pools: Vec<PoolRef>,
     pub ipv6_pools: Vec<PoolRef>,
     pub node: Node,
-    pub store_dir: PathBuf,
+    pub store: StoreConf,
 }
 
 impl IpamConf {
@@ -68,10 +159,6 @@ impl IpamConf {
         if ipam.kind.as_deref().is_none_or(str::is_empty) {
             return Err(IpamError::Config("ipam.type is missing".into()));
         }
-        match ipam.datastore_type.as_deref().or(raw.datastore_type.as_deref()).unwrap_or("local") {
-            "local" | "" => {}
-            other => return Err(IpamError::DatastoreNotSupported(other.to_string())),
-        }
         // Calico: IPv4 unless exactly "false"; IPv6 only if exactly "true".
         let assign_ipv4 = ipam.assign_ipv4.as_deref() != Some("false");
         let assign_ipv6 = ipam.assign_ipv6.as_deref() == Some("true");
@@ -81,10 +168,17 @@ impl IpamConf {
         let ipv4_pools = parse_pools("ipam.ipv4_pools", ipam.ipv4_pools.as_deref().unwrap_or(&[]), false)?;
         let ipv6_pools = parse_pools("ipam.ipv6_pools", ipam.ipv6_pools.as_deref().unwrap_or(&[]), true)?;
 
-        let store_dir = PathBuf::from(ipam.local_store_dir.as_deref().unwrap_or(DEFAULT_STORE_DIR));
-        if !store_dir.is_absolute() {
-            return Err(IpamError::Config(format!("ipam.local_store_dir {:?} must be an absolute path", store_dir)));
-        }
+        let store = match ipam.datastore_type.as_deref().or(raw.datastore_type.as_deref()).unwrap_or("local") {
+            "local" | "" => {
+                let store_dir = PathBuf::from(ipam.local_store_dir.as_deref().unwrap_or(DEFAULT_STORE_DIR));
+                if !store_dir.is_absolute() {
+                    return Err(IpamError::Config(format!("ipam.local_store_dir {:?} must be an absolute path", store_dir)));
+                }
+                StoreConf::Local(store_dir)
+            }
+            "etcdv3" => StoreConf::Etcd(ipam.etcd.or(raw.etcd).options()?),
+            other => return Err(IpamError::DatastoreNotSupported(other.to_string())),
+        };
         let labels = ipam.node_labels.unwrap_or_default();
         if let Some(k) = labels.keys().find(|k| k.is_empty()) {
             return Err(IpamError::Config(format!("ipam.node_labels has an empty key (value {:?})", labels[k])));
@@ -93,7 +187,7 @@ impl IpamConf {
             ipam.nodename.or(raw.nodename).filter(|n| !n.is_empty()),
             ipam.nodename_file.or(raw.nodename_file).as_deref().map(Path::new),
         )?;
-        Ok(IpamConf { assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools, node: Node { name, labels }, store_dir })
+        Ok(IpamConf { assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools, node: Node { name, labels }, store })
     }
 }
 
@@ -187,7 +281,7 @@ mod tests {
         let c = conf(json!({"type": "calico-ipam"})).unwrap();
         assert!(c.assign_ipv4 && !c.assign_ipv6);
         assert_eq!(c.node.name, "n1");
-        assert_eq!(c.store_dir, PathBuf::from(DEFAULT_STORE_DIR));
+        assert_eq!(c.store, StoreConf::Local(PathBuf::from(DEFAULT_STORE_DIR)));
         let c = conf(json!({"type": "calico-ipam", "assign_ipv4": "False", "assign_ipv6": "TRUE"})).unwrap();
         assert!(c.assign_ipv4 && !c.assign_ipv6, "only exact strings count, as in Calico");
         let c = conf(json!({"type": "x", "assign_ipv6": "true", "ipv6_pools": ["fd00::/48", "v6pool"], "unknown": [1]}))
@@ -214,8 +308,34 @@ mod tests {
             assert_eq!(err.code(), 7, "{ipam}");
             assert!(err.to_string().contains(what), "{ipam}: {err}");
         }
-        let err = conf(json!({"type": "x", "datastore_type": "etcdv3"})).unwrap_err();
-        assert!(err.to_string().contains("not supported yet"));
+        let err = conf(json!({"type": "x", "datastore_type": "kubernetes"})).unwrap_err();
+        assert!(err.to_string().contains("not supported"));
+        for (ipam, what) in [
+            (json!({"type": "x", "datastore_type": "etcdv3"}), "etcd_endpoints"),
+            (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "10.0.0.1:2379"}), "etcd_endpoints"),
+            (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "http://h:1", "etcd_timeout": 0}), "etcd_timeout"),
+            (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "http://h:1", "etcd_ca_cert_file": "ca.pem"}), "etcd_ca_cert_file"),
+        ] {
+            let err = conf(ipam.clone()).unwrap_err();
+            assert_eq!(err.code(), 7, "{ipam}");
+            assert!(err.to_string().contains(what), "{ipam}: {err}");
+        }
+    }
+
+    #[test]
+    fn etcd_keys_at_top_level_or_in_ipam() {
+        let c = IpamConf::parse(&json!({"name": "net", "nodename": "n1", "datastore_type": "etcdv3",
+            "etcd_endpoints": "https://10.0.0.1:2379, https://10.0.0.2:2379", "etcd_ca_cert_file": "/etc/ca.pem",
+            "ipam": {"type": "calico-ipam", "etcd_timeout": "2.5", "ipam_lock_file": ""}}))
+        .unwrap();
+        let StoreConf::Etcd(o) = c.store else { panic!("not etcd") };
+        assert_eq!(o.endpoints, ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]);
+        assert_eq!(o.timeout, Duration::from_millis(2500));
+        assert_eq!(o.tls.ca, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(o.lock_file, None);
+        let c = conf(json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "unix:///run/e.sock"})).unwrap();
+        let StoreConf::Etcd(o) = c.store else { panic!("not etcd") };
+        assert_eq!((o.timeout, o.lock_file), (Duration::from_secs(5), Some(PathBuf::from(DEFAULT_LOCK_FILE))));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The IPAM record store: whole JSON records under Calico's etcd key layout, changed only by compare-and-swap
 //! on revisions. `Datastore::lock` opens a session that holds the node-wide lock; every read and write goes
-//! through that session. Implementations: `mem` (unit tests) and `file` (the local default).
+//! through that session. Implementations: `mem` (unit tests), `file` (the local default) and `etcd` (etcd v3).
+pub mod etcd;
 pub mod file;
 pub mod mem;
 
@@ -8,6 +9,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use std::fmt;
 
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use file::FileStore;
 pub use mem::MemStore;
 
@@ -218,6 +220,10 @@ impl StoreError {
 /// its ops or none (each op checked against the record's current revision).
 pub trait Store {
     fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
+    /// Several records at once, in `keys` order. Remote stores answer in one round trip.
+    fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
     /// Every record of one kind. Scans: for operator commands and GC, never on the ADD/DEL path.
     fn list(&self, kind: Kind) -> Result<Vec<(Key, Record)>, StoreError>;
     /// Applies `ops` atomically; returns the new revision of each op's key (0 for deletes).
