@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests that build their own network namespaces
-# (never touching the machine's root namespace) and drive the built binaries as runtimes do.
-# Needs root for the namespace tests. Installs the Debian packages it needs first (idempotent).
+# (never touching the machine's root namespace) and drive the built binaries as runtimes do, up to
+# containerd, podman and a libcni client. Needs root. Installs the Debian packages it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --all
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo's own last line is that of whichever binary ran last).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "all tests: %d passed, %d failed, %d ignored\n", p, f, i }' "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
