@@ -1,6 +1,7 @@
 //! ADD: the veth pair is made while the IPAM plugin allocates; then addresses and routes. A failure half way
 //! removes the pair and releases what was allocated.
 use crate::config::NetConf;
+use crate::error::Error;
 use crate::dataplane::{self, host_net, Plan, HOST_MAC};
 use crate::{names, open_container_ns};
 use common::cni::{delegate, CniError, CniResult, Command, Interface, IpConfig, Request};
@@ -31,9 +32,11 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
         Ok(w) => w,
         Err(e) => {
             // An ADD that fails after allocation hands the addresses back, also when the pair failed
-            // before the IPAM answer was even read.
+            // before the IPAM answer was even read. Not when the interface already exists: that is a
+            // repeated ADD of a live attachment, and IPAM releases by handle, so a release would take the
+            // live attachment's address too; the runtime's DEL frees both later.
             let took = allocated.is_some() || running.take().is_some_and(|r| r.result().is_ok());
-            if took {
+            if took && !matches!(e, Error::IfExists(_)) {
                 if let Err(rel) = delegate::ipam_call(ipam_type, Command::Del, &req.env, &req.stdin) {
                     tracing::error!(error = %rel, "releasing addresses after a failed ADD");
                 }

@@ -105,3 +105,25 @@ fn ipam_failure_leaves_no_veth_and_exhaustion_is_reported() {
 fn cid(i: usize) -> String {
     format!("{:011x}{}", i * 0x9e37_79b9 % 0xfff_ffff_ffff, "c".repeat(53))
 }
+
+#[test]
+fn a_repeated_add_fails_without_taking_the_live_address() {
+    if !root_or_skip("with_ipam_repeat") {
+        return;
+    }
+    let mut node = Node::new("rep");
+    ipam_cli(&node, &["pool", "add", "--name", "rep", "--cidr", "10.122.0.0/24", "--block-size", "26"]);
+    let conf = json!({"cniVersion": "1.0.0", "name": "crs-rep", "type": "cni-calico",
+        "ipam": {"type": "cni-ipam", "nodename": "node-a", "local_store_dir": node.path("store"), "ipv4_pools": ["rep"]}});
+    let pod = node.pod();
+    let first = node.run("cni-calico", "ADD", "again", Some(&pod), "eth0", &[], &conf).ok().json;
+    let out = node.run("cni-calico", "ADD", "again", Some(&pod), "eth0", &[], &conf).err(999);
+    assert!(out.json["msg"].as_str().unwrap().contains("eth0 already exists"), "{}", out.stdout);
+    // The first attachment still works and its address is still allocated to it.
+    let addr = first["ips"][0]["address"].as_str().unwrap().trim_end_matches("/32").to_string();
+    assert!(node.ping(&node.name, &addr, Duration::from_secs(3)));
+    let show = ipam_cli(&node, &["show"]);
+    assert!(!show.lines().any(|l| l.contains("10.122.0.0/24") && l.contains(" 0 (0%)")), "the live address was released:\n{show}");
+    node.run("cni-calico", "DEL", "again", Some(&pod), "eth0", &[], &with_prev(&conf, &first)).ok();
+    assert_eq!(handles_in_store(&node), Vec::<String>::new());
+}
