@@ -1,27 +1,41 @@
 //! The local store: one directory (0700) of JSON record files (0600), one file per key, changed only while
-//! holding an exclusive flock on `<dir>/.lock`. A single-record write is write-temp + fsync + rename +
-//! fsync(dir); a multi-record commit first writes a journal (`.journal`), so a process killed at any point
-//! leaves either the old or the new state of every record, and the next session finishes the journal.
-//! File names are the percent-encoded key paths: no key can name a path outside the directory.
+//! holding an exclusive flock on `<dir>/.lock`. File names are the percent-encoded key paths: no key can name
+//! a path outside the directory.
+//!
+//! Commits go through a write-ahead log (`.wal`, see `wal.rs`). A commit appends one checksummed frame with
+//! the whole new content of every record it changes and `fdatasync`s the log: that is the commit point and
+//! its only flush. It then writes the record files by write-temp + rename without fsync (sessions read them
+//! from the page cache, which a killed process does not lose) and notes in the log's hint that the frame is
+//! applied. Once the frames since the last checkpoint pass `CHECKPOINT_AT` bytes, a checkpoint fsyncs every
+//! record file they touched and the directory, and new frames start again at the front of the log.
+//! Recovery, when a session opens: in the same boot, a frame after the hint (a process killed mid-commit) is
+//! made durable and applied; after a reboot (the hint names another boot id) or with a damaged hint, every
+//! frame since the last checkpoint is replayed in order (frames hold whole records, so replay is idempotent)
+//! and a fresh log is written. A torn or corrupt frame is a commit that never happened.
+mod wal;
+
 use super::mem::check_precondition;
 use super::{check_distinct, Datastore, Key, Kind, Op, Record, Revision, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use wal::{BootId, Change, Log, State};
 
 const LOCK_FILE: &str = ".lock";
 const TMP_FILE: &str = ".tmp";
+/// Multi-record commits of the store format before the log; finished (through the log) if one is found.
 const JOURNAL: &str = ".journal";
-const JOURNAL_TMP: &str = ".journal.tmp";
 /// Longest file name most Linux filesystems accept.
 const NAME_MAX: usize = 255;
 
 pub struct FileStore {
     dir: PathBuf,
     sync: bool,
+    boot: Option<BootId>,
 }
 
 /// What a record file holds: the key it belongs to (checked on read), its revision and the value.
@@ -32,12 +46,13 @@ struct FileRecord {
     value: Value,
 }
 
+/// The pre-log journal format.
 #[derive(Serialize, Deserialize)]
 struct Journal {
     ops: Vec<JournalOp>,
 }
 
-/// One record change: applied on replay only if the record is still at `expect` (None = absent).
+/// One record change: applied only if the record is still at `expect` (None = absent).
 #[derive(Serialize, Deserialize)]
 struct JournalOp {
     name: String,
@@ -80,7 +95,7 @@ impl FileStore {
             }
             Err(e) => return Err(StoreError::io(dir.display(), e)),
         }
-        Ok(FileStore { dir, sync: true })
+        Ok(FileStore { dir, sync: true, boot: wal::boot_id() })
     }
 
     /// Turns fsync off (rename still makes each write atomic for other processes, but not durable across a
@@ -108,25 +123,76 @@ impl Datastore for FileStore {
             .map_err(|e| StoreError::io(path.display(), e))?;
         // Blocks until every other session (thread or process) on this directory has finished.
         lock.lock().map_err(|e| StoreError::io(path.display(), e))?;
-        let session = FileSession { dir: &self.dir, sync: self.sync, _lock: lock };
-        session.recover()?;
-        Ok(Box::new(session))
+        Ok(Box::new(FileSession::open(&self.dir, self.sync, self.boot, lock)?))
     }
 }
 
 struct FileSession<'a> {
     dir: &'a Path,
     sync: bool,
+    log: Log,
+    /// Set when a commit failed after it may have reached the log: what this session would read could be
+    /// half applied, so it refuses further work (the next session recovers from the log).
+    broken: bool,
     /// Held for the whole session; closing the file releases the flock (also when the process dies).
     _lock: File,
 }
 
-impl FileSession<'_> {
+fn log_err((path, e): (PathBuf, std::io::Error)) -> StoreError {
+    StoreError::io(path.display(), e)
+}
+
+impl<'a> FileSession<'a> {
+    /// Brings the record files up to date with the log (see the module doc) and returns the session.
+    fn open(dir: &'a Path, sync: bool, boot: Option<BootId>, lock: File) -> Result<FileSession<'a>, StoreError> {
+        let (log, state) = match Log::open(dir, boot).map_err(log_err)? {
+            Some(opened) => opened,
+            // A new store, or one written before the log existed (all its records were fsynced).
+            None => (Log::create(dir, boot, 0, sync).map_err(log_err)?, State::Clean),
+        };
+        let mut s = FileSession { dir, sync, log, broken: false, _lock: lock };
+        match state {
+            State::Clean => {}
+            State::Unapplied(frame) => {
+                tracing::warn!(seq = frame.seq, "finishing a store commit left by a killed process");
+                // It may have been written without its fdatasync: make it durable before any record shows it.
+                if sync {
+                    s.log.sync().map_err(|e| s.log_io(e))?;
+                }
+                s.apply(&frame.changes)?;
+                s.log.applied(frame.len).map_err(|e| s.log_io(e))?;
+            }
+            State::Replay(frames) => {
+                tracing::warn!(frames = frames.len(), "replaying the store log: first session since a reboot or a damaged log");
+                for f in &frames {
+                    s.apply(&f.changes)?;
+                }
+                s.sync_records(frames.iter().flat_map(|f| f.changes.iter().map(Change::name)))?;
+                s.log = Log::create(dir, boot, s.log.hint.seq, sync).map_err(log_err)?;
+            }
+        }
+        s.finish_journal()?;
+        Ok(s)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
+    fn log_io(&self, e: std::io::Error) -> StoreError {
+        StoreError::io(self.log.path().display(), e)
+    }
+
+    fn usable(&self) -> Result<(), StoreError> {
+        if self.broken {
+            let e = std::io::Error::other("session unusable after a failed commit; open a new one");
+            return Err(StoreError::io(self.dir.display(), e));
+        }
+        Ok(())
+    }
+
     fn read(&self, name: &str) -> Result<Option<FileRecord>, StoreError> {
+        self.usable()?;
         let path = self.path(name);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -144,16 +210,13 @@ impl FileSession<'_> {
         Ok(Some(rec))
     }
 
-    /// write-temp + fsync + rename. The caller fsyncs the directory.
+    /// write-temp + rename, no fsync: the log makes the change durable, a checkpoint makes the file durable.
     fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
         let tmp = self.path(TMP_FILE);
         let io = |e| StoreError::io(tmp.display(), e);
         let mut f =
             OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
         f.write_all(content).map_err(io)?;
-        if self.sync {
-            f.sync_all().map_err(io)?;
-        }
         drop(f);
         let dst = self.path(name);
         fs::rename(&tmp, &dst).map_err(|e| StoreError::io(dst.display(), e))
@@ -167,40 +230,94 @@ impl FileSession<'_> {
         }
     }
 
-    fn sync_dir(&self) -> Result<(), StoreError> {
+    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        for c in changes {
+            match c {
+                Change::Put { name, content } => self.write(name, content)?,
+                Change::Delete { name } => self.remove(name)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the named record files (those present) and the directory durable.
+    fn sync_records<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Result<(), StoreError> {
         if !self.sync {
             return Ok(());
+        }
+        let names: BTreeSet<&str> = names.into_iter().collect();
+        for name in names {
+            let path = self.path(name);
+            match File::open(&path).and_then(|f| f.sync_data()) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(StoreError::io(path.display(), e)),
+                _ => {}
+            }
         }
         File::open(self.dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(self.dir.display(), e))
     }
 
-    fn apply(&self, op: &JournalOp) -> Result<(), StoreError> {
-        match &op.content {
-            Some(c) => self.write(&op.name, c.as_bytes()),
-            None => self.remove(&op.name),
+    /// Logs, makes durable and applies one commit's changes.
+    fn commit_changes(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        let len = match self.log.append(changes, self.sync) {
+            Ok(len) => len,
+            Err(e) => {
+                self.broken = true;
+                return Err(self.log_io(e));
+            }
+        };
+        if let Err(e) = self.apply(changes) {
+            self.broken = true;
+            return Err(e);
         }
+        if let Err(e) = self.log.applied(len) {
+            self.broken = true;
+            return Err(self.log_io(e));
+        }
+        if self.log.used() >= wal::CHECKPOINT_AT {
+            // The commit is durable either way; a checkpoint that fails is retried after the next commit.
+            if let Err(e) = self.checkpoint() {
+                tracing::warn!(error = %e, "store log checkpoint failed; will retry");
+            }
+        }
+        Ok(())
     }
 
-    /// Finishes a multi-record commit that a killed process left behind.
-    fn recover(&self) -> Result<(), StoreError> {
+    /// Makes every record file written since the last checkpoint durable, then starts the log afresh.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let frames = self.log.scan(wal::START + self.log.used()).map_err(|e| self.log_io(e))?;
+        if frames.iter().map(|f| f.len).sum::<u64>() != self.log.used() {
+            let reason = "frames since the last checkpoint do not read back".to_string();
+            return Err(StoreError::Corrupt { path: self.log.path().display().to_string(), reason });
+        }
+        self.sync_records(frames.iter().flat_map(|f| f.changes.iter().map(Change::name)))?;
+        self.log.restart().map_err(|e| self.log_io(e))
+    }
+
+    /// Finishes a multi-record commit that a process of the pre-log store format left behind: the ops whose
+    /// records are still at their pre-commit revision are committed through the log.
+    fn finish_journal(&mut self) -> Result<(), StoreError> {
         let path = self.path(JOURNAL);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StoreError::io(path.display(), e)),
         };
-        // The journal is renamed into place only after it was fsynced whole, so it always parses.
+        // That format renamed the journal into place only after it was fsynced whole, so it always parses.
         let journal: Journal = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
-        tracing::warn!(ops = journal.ops.len(), "finishing an interrupted store commit");
-        for op in &journal.ops {
+        tracing::warn!(ops = journal.ops.len(), "finishing an interrupted store commit (pre-log journal)");
+        let mut changes = Vec::new();
+        for op in journal.ops {
             if self.read(&op.name)?.map(|r| r.revision) == op.expect {
-                self.apply(op)?;
+                changes.push(match op.content {
+                    Some(c) => Change::Put { name: op.name, content: c.into_bytes() },
+                    None => Change::Delete { name: op.name },
+                });
             }
         }
-        self.sync_dir()?;
-        // No fsync after the unlink: the next commit's directory fsync makes it durable, and until then a
-        // replay only re-applies ops whose records are still at their pre-commit revision.
+        if !changes.is_empty() {
+            self.commit_changes(&changes)?;
+        }
         self.remove(JOURNAL)
     }
 }
@@ -212,6 +329,7 @@ impl Store for FileSession<'_> {
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<(Key, Record)>, StoreError> {
+        self.usable()?;
         let prefix = encode_name(kind.prefix());
         let entries = fs::read_dir(self.dir).map_err(|e| StoreError::io(self.dir.display(), e))?;
         let mut out = Vec::new();
@@ -234,45 +352,32 @@ impl Store for FileSession<'_> {
     }
 
     fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, StoreError> {
+        self.usable()?;
         check_distinct(ops)?;
-        let mut planned = Vec::with_capacity(ops.len());
+        let mut changes = Vec::with_capacity(ops.len());
         let mut revs = Vec::with_capacity(ops.len());
         for op in ops {
             let key = op.key();
             let name = name_for(key)?;
             let current = self.read(&name)?.map(|r| r.revision);
             check_precondition(op, current)?;
-            let content = match op {
+            changes.push(match op {
                 Op::Create { value, .. } | Op::Update { value, .. } => {
                     let revision = next_revision(current);
                     revs.push(revision);
                     let rec = FileRecord { key: key.path(), revision, value: value.clone() };
-                    Some(serde_json::to_string(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?)
+                    let content = serde_json::to_vec(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    Change::Put { name, content }
                 }
                 Op::Delete { .. } => {
                     revs.push(0);
-                    None
+                    Change::Delete { name }
                 }
-            };
-            planned.push(JournalOp { name, expect: current, content });
+            });
         }
-        if let [op] = planned.as_slice() {
-            self.apply(op)?;
-            self.sync_dir()?;
-            return Ok(revs);
+        if !changes.is_empty() {
+            self.commit_changes(&changes)?;
         }
-        let journal = serde_json::to_vec(&Journal { ops: planned }).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let tmp = self.path(JOURNAL_TMP);
-        let io = |e| StoreError::io(tmp.display(), e);
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-        f.write_all(&journal).map_err(io)?;
-        if self.sync {
-            f.sync_all().map_err(io)?;
-        }
-        drop(f);
-        fs::rename(&tmp, self.path(JOURNAL)).map_err(io)?;
-        self.sync_dir()?; // the commit point
-        self.recover()?;
         Ok(revs)
     }
 }
@@ -330,153 +435,4 @@ pub fn decode_name(name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn mode(p: &Path) -> u32 {
-        fs::metadata(p).unwrap().mode() & 0o777
-    }
-
-    #[test]
-    fn directory_and_files_are_private() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("a/b/store");
-        let store = FileStore::open(&dir).unwrap();
-        let mut s = store.lock().unwrap();
-        s.create(&Key::Handle("net.c1".into()), json!({"block": {}})).unwrap();
-        s.commit(&[
-            Op::Create { key: Key::Handle("net.c2".into()), value: json!(1) },
-            Op::Create { key: Key::Handle("net.c3".into()), value: json!(2) },
-        ])
-        .unwrap();
-        drop(s);
-        assert_eq!(mode(&dir), 0o700);
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            assert_eq!(mode(&e.path()), 0o600, "{:?}", e.file_name());
-        }
-        // A looser existing directory is tightened; a world-writable one is refused.
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        FileStore::open(&dir).unwrap();
-        assert_eq!(mode(&dir), 0o700);
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(FileStore::open(&dir).is_err());
-    }
-
-    #[test]
-    fn names_cannot_escape_the_directory() {
-        for id in ["../../etc/passwd", "..", ".", "a/b", "/abs", "%2F..", "x\0y", "\r\neth0", "ünï"] {
-            let name = encode_name(&Key::Handle(id.into()).path());
-            assert!(!name.contains('/') && !name.starts_with('.') && !name.contains('\0'), "{name}");
-            assert_eq!(decode_name(&name).as_deref(), Some(Key::Handle(id.into()).path().as_str()));
-        }
-        assert!(!encode_name(".hidden").starts_with('.'));
-        assert_eq!(decode_name("%2"), None);
-        assert_eq!(decode_name("a%2fb"), None, "lowercase hex is not our encoding");
-
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("store");
-        let store = FileStore::open(&dir).unwrap();
-        let mut s = store.lock().unwrap();
-        let k = Key::Handle("../../../escape".into());
-        s.create(&k, json!(1)).unwrap();
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "only the store dir exists");
-        assert_eq!(s.get(&k).unwrap().unwrap().value, json!(1));
-        assert_eq!(s.list(Kind::Handle).unwrap().len(), 1);
-        // Absurdly long keys are refused, not truncated.
-        assert!(matches!(s.create(&Key::Handle("x".repeat(300)), json!(1)), Err(StoreError::Invalid(_))));
-    }
-
-    #[test]
-    fn cas_conflicts_and_atomic_commits() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = FileStore::open(tmp.path().join("s")).unwrap();
-        let mut s = store.lock().unwrap();
-        let k = Key::IpamConfig;
-        let r1 = s.create(&k, json!({"strict_affinity": false})).unwrap();
-        assert!(s.create(&k, json!({})).unwrap_err().is_conflict());
-        let r2 = s.update(&k, json!({"strict_affinity": true}), r1).unwrap();
-        assert!(r2 > r1);
-        assert!(s.update(&k, json!({}), r1).unwrap_err().is_conflict());
-        assert!(s.delete(&k, r1).unwrap_err().is_conflict());
-        let h = Key::Handle("h".into());
-        let err = s.commit(&[Op::Create { key: h.clone(), value: json!(1) }, Op::Update { key: k.clone(), value: json!(0), rev: r1 }]);
-        assert!(err.unwrap_err().is_conflict());
-        assert!(s.get(&h).unwrap().is_none(), "failed commit wrote nothing");
-        let revs = s
-            .commit(&[Op::Create { key: h.clone(), value: json!(1) }, Op::Update { key: k.clone(), value: json!(0), rev: r2 }])
-            .unwrap();
-        assert_eq!(s.get(&h).unwrap().unwrap().rev, revs[0]);
-        assert_eq!(s.get(&k).unwrap().unwrap(), Record { value: json!(0), rev: revs[1] });
-        assert!(!tmp.path().join("s").join(JOURNAL).exists());
-        s.delete(&k, revs[1]).unwrap();
-        assert!(s.get(&k).unwrap().is_none());
-        // Recreated records never reuse an old revision.
-        assert!(s.create(&k, json!(2)).unwrap() > revs[1]);
-    }
-
-    #[test]
-    fn interrupted_journal_is_finished_by_the_next_session() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("s");
-        let store = FileStore::open(&dir).unwrap();
-        let (a, b) = (Key::Handle("a".into()), Key::Handle("b".into()));
-        let ra = store.lock().unwrap().create(&a, json!("old")).unwrap();
-        // Simulate a process killed right after the commit point: journal present, records untouched.
-        let content = |k: &Key, v: Value| Some(serde_json::to_string(&FileRecord { key: k.path(), revision: ra + 10, value: v }).unwrap());
-        let j = Journal {
-            ops: vec![
-                JournalOp { name: encode_name(&a.path()), expect: Some(ra), content: content(&a, json!("new")) },
-                JournalOp { name: encode_name(&b.path()), expect: None, content: content(&b, json!("created")) },
-            ],
-        };
-        fs::write(dir.join(JOURNAL), serde_json::to_vec(&j).unwrap()).unwrap();
-        let s = store.lock().unwrap();
-        assert_eq!(s.get(&a).unwrap().unwrap().value, json!("new"));
-        assert_eq!(s.get(&b).unwrap().unwrap().value, json!("created"));
-        assert!(!dir.join(JOURNAL).exists());
-    }
-
-    #[test]
-    fn corrupt_record_is_an_error_not_a_panic() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("s");
-        let store = FileStore::open(&dir).unwrap();
-        let k = Key::Handle("h".into());
-        fs::write(dir.join(encode_name(&k.path())), b"{not json").unwrap();
-        let s = store.lock().unwrap();
-        assert!(matches!(s.get(&k), Err(StoreError::Corrupt { .. })));
-        // A well-formed record filed under another key's name is also refused.
-        let other = FileRecord { key: Key::Handle("x".into()).path(), revision: 1, value: json!(1) };
-        fs::write(dir.join(encode_name(&k.path())), serde_json::to_vec(&other).unwrap()).unwrap();
-        assert!(matches!(s.get(&k), Err(StoreError::Corrupt { .. })));
-    }
-
-    #[test]
-    fn sessions_exclude_each_other_across_threads() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(FileStore::open(tmp.path().join("s")).unwrap());
-        let k = Key::Handle("counter".into());
-        store.lock().unwrap().create(&k, json!(0)).unwrap();
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let store = store.clone();
-                let k = k.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..25 {
-                        let mut s = store.lock().unwrap();
-                        let r = s.get(&k).unwrap().unwrap();
-                        let n = r.value.as_u64().unwrap();
-                        // Without mutual exclusion some of these updates would conflict.
-                        s.update(&k, json!(n + 1), r.rev).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(store.lock().unwrap().get(&k).unwrap().unwrap().value, json!(100));
-    }
-}
+mod tests;
