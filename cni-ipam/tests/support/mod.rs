@@ -1,5 +1,6 @@
 //! Helpers for tests that run the built `cni-ipam` exactly as a runtime does: env + stdin in, JSON out.
 #![allow(dead_code)]
+pub mod etcd;
 use cni_ipam::ipam::check::{check_store, Report};
 use common::store::{Datastore, FileStore};
 use serde_json::{json, Value};

@@ -1,0 +1,174 @@
+//! A throw-away etcd (Debian's etcd-server) for tests: one or three members whose client and peer URLs are
+//! unix sockets in a temp dir, each member in a fresh network namespace of its own (`unshare -n`), so nothing
+//! listens on the machine's interfaces and every node netns can reach the sockets. The guard kills the
+//! members and removes the data dir when dropped, also when the test fails.
+use common::store::etcd::TlsFiles;
+use common::store::{EtcdOptions, EtcdStore, Key};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// True when etcd is installed; in CI a missing etcd is a failure (scripts/deps.sh --all installs it).
+pub fn available(test: &str) -> bool {
+    if Path::new(ETCD).exists() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test} needs etcd-server (scripts/deps.sh --all)");
+    eprintln!("SKIP {test}: {ETCD} not installed (scripts/deps.sh --all)");
+    false
+}
+
+pub struct Etcd {
+    pub dir: tempfile::TempDir,
+    members: Vec<Option<Child>>,
+    tls: bool,
+}
+
+/// CA, server and client certificates made with the openssl CLI.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path) -> Certs {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut a = vec!["req", "-x509"];
+        a.extend(ec);
+        a.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=calico-rs test CA"]);
+        run(&a);
+        // The server certificate also needs clientAuth: etcd's JSON gateway dials its own gRPC port with it.
+        for (who, ext) in [("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"), ("client", "extendedKeyUsage=clientAuth\n")] {
+            std::fs::write(dir.join(format!("{who}.ext")), ext).expect("write ext");
+            let mut a = vec!["req"];
+            a.extend(ec);
+            let (key, csr, crt, extf, subj) =
+                (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"), format!("/CN={who}"));
+            a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            run(&a);
+            run(&["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &extf]);
+        }
+        Certs {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
+    }
+
+    pub fn client_files(&self) -> TlsFiles {
+        TlsFiles { ca: Some(self.ca.clone()), cert: Some(self.client_cert.clone()), key: Some(self.client_key.clone()) }
+    }
+}
+
+impl Etcd {
+    pub fn start(members: usize) -> Etcd {
+        Etcd::start_with(members, None)
+    }
+
+    /// Starts `members` members (client TLS with client-cert auth when `certs` is given) and waits until the
+    /// cluster serves reads.
+    pub fn start_with(members: usize, certs: Option<&Certs>) -> Etcd {
+        let dir = tempfile::tempdir().expect("etcd tempdir");
+        let mut etcd = Etcd { dir, members: Vec::new(), tls: certs.is_some() };
+        let cluster: Vec<String> = (0..members).map(|i| format!("m{i}=unix://p{i}:1")).collect();
+        let scheme = if certs.is_some() { "unixs" } else { "unix" };
+        for i in 0..members {
+            let mut c = Command::new("unshare");
+            c.current_dir(etcd.dir.path())
+                .arg("-n")
+                .arg(ETCD)
+                .args(["--name", &format!("m{i}"), "--data-dir", &format!("data{i}")])
+                .args(["--listen-client-urls", &format!("{scheme}://c{i}:1"), "--advertise-client-urls", &format!("{scheme}://c{i}:1")])
+                .args(["--listen-peer-urls", &format!("unix://p{i}:1"), "--initial-advertise-peer-urls", &format!("unix://p{i}:1")])
+                .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "calico-rs-test", "--logger", "zap", "--log-outputs", &format!("m{i}.log")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(certs) = certs {
+                c.arg("--cert-file").arg(&certs.server_cert).arg("--key-file").arg(&certs.server_key);
+                c.arg("--client-cert-auth").arg("--trusted-ca-file").arg(&certs.ca);
+            }
+            etcd.members.push(Some(c.spawn().expect("start etcd")));
+        }
+        etcd.wait_ready(certs);
+        etcd
+    }
+
+    fn wait_ready(&mut self, certs: Option<&Certs>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut opts = self.options();
+        opts.timeout = Duration::from_secs(2);
+        if let Some(c) = certs {
+            opts.tls = c.client_files();
+        }
+        for i in 0.. {
+            for m in 0..self.members.len() {
+                if let Some(Ok(Some(status))) = self.members[m].as_mut().map(|c| c.try_wait()) {
+                    panic!("etcd member {m} exited: {status}; log: {}", self.log(m));
+                }
+            }
+            let sockets = (0..self.members.len()).all(|m| self.dir.path().join(format!("c{m}:1")).exists());
+            if sockets {
+                let store = EtcdStore::open(&opts).expect("etcd options");
+                let ready = common::store::Datastore::lock(&store).is_ok_and(|s| s.get(&Key::IpamConfig).is_ok());
+                if ready {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd not ready after 30 s (try {i}); log: {}", self.log(0));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self, member: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("m{member}.log"))).unwrap_or_default();
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Client URL of each member.
+    pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.tls { "unixs" } else { "unix" };
+        (0..self.members.len()).map(|i| format!("{scheme}://{}/c{i}:1", self.dir.path().display())).collect()
+    }
+
+    pub fn endpoints_csv(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    pub fn options(&self) -> EtcdOptions {
+        EtcdOptions::new(&self.endpoints_csv())
+    }
+
+    pub fn store(&self) -> EtcdStore {
+        EtcdStore::open(&self.options()).expect("open etcd store")
+    }
+
+    /// SIGKILLs one member (as a crashed host) and reaps it.
+    pub fn kill(&mut self, member: usize) {
+        if let Some(mut child) = self.members[member].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in 0..self.members.len() {
+            self.kill(m);
+        }
+        // The TempDir removes the data dirs and sockets after this.
+    }
+}
