@@ -3,18 +3,15 @@
 //! certificates.
 mod support;
 use cni_ipam::backend::Retry;
-use cni_ipam::ipam::admin::{apply, Resources};
 use cni_ipam::ipam::check::check_store;
 use cni_ipam::ipam::config::{IpamConf, StoreConf};
-use cni_ipam::ipam::pool::{Metadata, PoolResource, PoolSpec};
-use cni_ipam::ipam::records::IpamConfig;
-use cni_ipam::ipam::{Node, Owner, Pool};
+use cni_ipam::ipam::{Node, Owner};
 use cni_ipam::plugin;
 use common::store::{Datastore, EtcdStore, Key, Kind, Op};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::etcd::{available, Certs, Etcd};
+use support::etcd::{available, load_pool, Certs, Etcd};
 use support::*;
 
 fn conf(node: &str) -> IpamConf {
@@ -30,17 +27,6 @@ fn conf(node: &str) -> IpamConf {
 
 fn owner(handle: &str, node: &str) -> Owner {
     Owner { handle: handle.into(), attrs: [("node".to_string(), node.to_string())].into() }
-}
-
-pub fn load_pool(store: &dyn Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<IpamConfig>) {
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: name.into() },
-        spec: PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
-    };
-    let pool = Pool::from_resource(&res).expect("pool");
-    apply(&mut *store.lock().expect("lock"), &Resources { pools: vec![pool], config: cfg }).expect("apply pool");
 }
 
 fn retry() -> Retry {

@@ -172,3 +172,40 @@ impl Drop for Etcd {
         // The TempDir removes the data dirs and sockets after this.
     }
 }
+
+/// Stores one pool (and optionally the IPAM config) the way `cni-ipam pool add` does.
+pub fn load_pool(store: &dyn common::store::Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<cni_ipam::ipam::records::IpamConfig>) {
+    use cni_ipam::ipam::admin::{apply, Resources};
+    use cni_ipam::ipam::pool::{Metadata, PoolResource, PoolSpec};
+    let res = PoolResource {
+        api_version: "projectcalico.org/v3".into(),
+        kind: "IPPool".into(),
+        metadata: Metadata { name: name.into() },
+        spec: PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
+    };
+    let pool = cni_ipam::ipam::Pool::from_resource(&res).expect("pool");
+    apply(&mut *store.lock().expect("lock"), &Resources { pools: vec![pool], config: cfg }).expect("apply pool");
+}
+
+impl Etcd {
+    /// The member that currently leads (from each member's status), if one answers.
+    pub fn leader(&self) -> Option<usize> {
+        for i in 0..self.members.len() {
+            if self.members[i].is_none() {
+                continue;
+            }
+            let sock = self.dir.path().join(format!("c{i}:1"));
+            let out = Command::new("curl")
+                .args(["-s", "-m", "2", "--unix-socket"])
+                .arg(&sock)
+                .args(["-d", "{}", "http://localhost/v3/maintenance/status"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            if v["leader"].is_string() && v["leader"] == v["header"]["member_id"] {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
