@@ -21,10 +21,10 @@ const HINT_LEN: usize = 40;
 const HINT_MAGIC: u32 = 0x544e_4948; // "HINT"
 /// First frame offset (the first page holds the magic and the hint).
 pub(super) const START: u64 = 4096;
+/// A checkpoint runs once the frames since the last one take this many bytes (a few hundred ADDs).
+pub(super) const CHECKPOINT_AT: u64 = 1024 * 1024;
 /// Size the log is created with; a frame that does not fit simply extends the file.
-const LOG_SIZE: u64 = 512 * 1024;
-/// A checkpoint runs once the frames since the last one take this many bytes.
-pub(super) const CHECKPOINT_AT: u64 = 256 * 1024;
+const LOG_SIZE: u64 = START + CHECKPOINT_AT + 256 * 1024;
 const FRAME_MAGIC: u32 = 0x3157_4352; // "RCW1"
 const FRAME_HEAD: usize = 20;
 /// Larger payload lengths are garbage, not frames (and must not become huge allocations).
