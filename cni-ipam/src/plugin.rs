@@ -73,6 +73,10 @@ fn owner_for(req: &Request, node: &str) -> Owner {
     let mut attrs = BTreeMap::new();
     attrs.insert("node".to_string(), node.to_string());
     attrs.insert("timestamp".to_string(), Now::system().go_string);
+    // Lets `cni-ipam check --node` on this node find allocations whose sandbox is gone.
+    if let Some(netns) = req.env.netns.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        attrs.insert("netns".to_string(), netns.display().to_string());
+    }
     if let Some((ns, pod)) = k8s_pod(req) {
         attrs.insert("namespace".to_string(), ns.to_string());
         attrs.insert("pod".to_string(), pod.to_string());

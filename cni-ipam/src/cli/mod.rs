@@ -1,0 +1,337 @@
+//! Operator commands, used when `cni-ipam` runs with arguments instead of as a CNI plugin: the flags, which
+//! store to open (local directory, etcd, or whatever a network config names), and the pool / config commands.
+//! `show` lives in `show.rs`, `check` and `release` in `leaks.rs`.
+mod leaks;
+mod show;
+mod table;
+
+use crate::backend::Backend;
+use crate::error::IpamError;
+use crate::ipam::admin::{apply, parse_resources, rebuild_indexes, stored_pools, Resources};
+use crate::ipam::config::{IpamConf, StoreConf, DEFAULT_STORE_DIR};
+use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
+use crate::ipam::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
+use crate::ipam::{Block, Pool};
+use common::store::etcd::TlsFiles;
+use common::store::{Datastore, EtcdOptions, Key, Kind, Op};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use table::Table;
+
+pub const USAGE: &str = "\
+cni-ipam: calico-rs IPAM plugin (CNI_COMMAND set) and operator commands (arguments given).
+
+usage: cni-ipam [STORE] COMMAND [-o json]
+  show [--show-blocks] [--show-borrowed] [--show-configuration]
+                               pool and block usage (like calicoctl ipam show); --blocks = --show-blocks
+  show --ip IP                 who holds an address
+  check [--node N] [--valid-ids FILE] [--network NET] [-o REPORT.json]
+                               consistency and leaks: allocations of node N whose container is not in FILE
+                               (one ID per line) or whose recorded netns is gone, handles without addresses,
+                               blocks affine to no node; exit 1 when problems are found
+  release --ip IP [--ip IP...] | --from-report REPORT.json
+  configure [--strict-affinity BOOL] [--max-blocks-per-host N] [--auto-allocate-blocks BOOL]
+                               (alias: config set; config show prints it)
+  pool add --name NAME --cidr CIDR [--block-size N] [--node-selector SEL] [--ipip-mode M]
+           [--vxlan-mode M] [--nat-outgoing] [--disabled]
+  pool list | pool delete --name NAME [--force] | pool load --file FILE
+  index rebuild                rebuild the pool/host indexes from the blocks
+STORE (default: --store /var/lib/calico-rs/ipam, the plugin's local_store_dir default):
+  --store DIR                  the local store
+  --etcd-endpoints URLS        etcd v3 (comma list); with --etcd-ca-cert-file F --etcd-cert-file F
+                               --etcd-key-file F --etcd-timeout SECS
+  --config FILE                the store a network config (.conf or .conflist) names, as the plugin reads it
+";
+
+/// Flags (`--name value`, `-o value`, or `--flag` alone) and the words before them. Repeated flags keep
+/// every value (`--ip a --ip b`).
+pub(crate) struct Args {
+    words: Vec<String>,
+    flags: BTreeMap<String, Vec<Option<String>>>,
+}
+
+const SWITCHES: &[&str] =
+    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force"];
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let mut words = Vec::new();
+    let mut flags: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        if a.starts_with("--") || a == "-o" {
+            let (k, v) = match a.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None if SWITCHES.contains(&a.as_str()) => (a.clone(), None),
+                None => (a.clone(), Some(it.next().ok_or(format!("{a} needs a value"))?.clone())),
+            };
+            // calicoctl spells it --strictaffinity.
+            let k = if k == "--strictaffinity" { "--strict-affinity".to_string() } else { k };
+            flags.entry(k).or_default().push(v);
+        } else {
+            words.push(a.clone());
+        }
+    }
+    Ok(Args { words, flags })
+}
+
+impl Args {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
+        self.flags.get(k).and_then(|v| v.last()).and_then(|v| v.as_deref())
+    }
+    pub(crate) fn all(&self, k: &str) -> Vec<&str> {
+        self.flags.get(k).map(|v| v.iter().filter_map(|x| x.as_deref()).collect()).unwrap_or_default()
+    }
+    pub(crate) fn has(&self, k: &str) -> bool {
+        self.flags.contains_key(k)
+    }
+    fn bool(&self, k: &str) -> Result<Option<bool>, IpamError> {
+        self.get(k)
+            .map(|v| v.parse::<bool>().map_err(|_| IpamError::Config(format!("{k} must be true or false, got {v:?}"))))
+            .transpose()
+    }
+    /// `-o json`.
+    pub(crate) fn json(&self) -> bool {
+        self.get("-o") == Some("json")
+    }
+    fn flat(&self) -> BTreeMap<String, Option<String>> {
+        self.flags.iter().map(|(k, v)| (k.clone(), v.last().cloned().flatten())).collect()
+    }
+}
+
+/// Runs one operator command; returns the exit code.
+pub fn run(argv: &[String]) -> i32 {
+    let args = match parse_args(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cni-ipam: {e}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    if matches!(words.as_slice(), ["help"] | []) || args.has("--help") {
+        print!("{USAGE}");
+        return 0;
+    }
+    if words == ["bench-alloc"] {
+        return crate::bench::run(&args.flat());
+    }
+    let result = open(&args).and_then(|store| match words.as_slice() {
+        ["pool", "add"] => pool_add(&store, &args),
+        ["pool", "list"] => pool_list(&store, &args),
+        ["pool", "delete"] => pool_delete(&store, &args),
+        ["pool", "load"] => pool_load(&store, &args),
+        ["config", "show"] => config_show(&store, &args),
+        ["config", "set"] | ["configure"] => config_set(&store, &args),
+        ["show"] => show::run(&store, &args),
+        ["check"] => leaks::check(&store, &args),
+        ["release"] => leaks::release(&store, &args),
+        ["index", "rebuild"] => {
+            let n = rebuild_indexes(&mut *store.lock()?)?;
+            println!("indexes rebuilt from {n} blocks");
+            Ok(0)
+        }
+        _ => Err(IpamError::Config(format!("unknown command {:?}\n\n{USAGE}", words.join(" ")))),
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cni-ipam: {e}");
+            1
+        }
+    }
+}
+
+/// The store the flags name. Operator commands take no node lock on etcd: their writes are CAS like any other.
+fn open(args: &Args) -> Result<Backend, IpamError> {
+    if let Some(file) = args.get("--config") {
+        let text = std::fs::read_to_string(file).map_err(|e| IpamError::Config(format!("reading {file}: {e}")))?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| IpamError::Config(format!("{file} is not JSON: {e}")))?;
+        // A conflist: the first plugin with an ipam section, with the list's name and version.
+        if let Some(plugins) = v.get("plugins").and_then(|p| p.as_array()) {
+            let mut p = plugins.iter().find(|p| p.get("ipam").is_some()).cloned().ok_or_else(|| IpamError::Config(format!("{file}: no plugin has an ipam section")))?;
+            p["name"] = v["name"].clone();
+            v = p;
+        }
+        let mut conf = IpamConf::parse(&v)?;
+        if let StoreConf::Etcd(o) = &mut conf.store {
+            o.lock_file = None;
+        }
+        return Backend::open(&conf.store);
+    }
+    if let Some(endpoints) = args.get("--etcd-endpoints") {
+        let mut o = EtcdOptions::new(endpoints);
+        let path = |k: &str| args.get(k).filter(|s| !s.is_empty()).map(Into::into);
+        o.tls = TlsFiles { ca: path("--etcd-ca-cert-file"), cert: path("--etcd-cert-file"), key: path("--etcd-key-file") };
+        if let Some(t) = args.get("--etcd-timeout") {
+            let secs: f64 = t.parse().map_err(|_| IpamError::Config(format!("--etcd-timeout {t:?} is not a number")))?;
+            if !(secs > 0.0 && secs <= 3600.0) {
+                return Err(IpamError::Config("--etcd-timeout must be between 0 and 3600 seconds".into()));
+            }
+            o.timeout = Duration::from_secs_f64(secs);
+        }
+        return Backend::open(&StoreConf::Etcd(o));
+    }
+    Backend::open(&StoreConf::Local(args.get("--store").unwrap_or(DEFAULT_STORE_DIR).into()))
+}
+
+fn pool_add(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
+    let need = |k: &str| args.get(k).map(str::to_string).ok_or_else(|| IpamError::Config(format!("pool add needs {k}")));
+    let block_size = args
+        .get("--block-size")
+        .map(|b| b.parse::<u8>().map_err(|_| IpamError::Config(format!("--block-size {b:?} is not a number"))))
+        .transpose()?;
+    let res = PoolResource {
+        api_version: "projectcalico.org/v3".into(),
+        kind: "IPPool".into(),
+        metadata: Metadata { name: need("--name")? },
+        spec: PoolSpec {
+            cidr: need("--cidr")?,
+            block_size,
+            ipip_mode: args.get("--ipip-mode").map(str::to_string),
+            vxlan_mode: args.get("--vxlan-mode").map(str::to_string),
+            nat_outgoing: args.has("--nat-outgoing"),
+            node_selector: args.get("--node-selector").map(str::to_string),
+            disabled: args.has("--disabled"),
+            disable_bgp_export: false,
+        },
+    };
+    let pool = Pool::from_resource(&res)?;
+    apply(&mut *store.lock()?, &Resources { pools: vec![pool.clone()], config: None })?;
+    println!("pool {} ({}, /{} blocks) saved", pool.name, pool.cidr, pool.block_size);
+    Ok(0)
+}
+
+fn pool_list(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
+    let session = store.lock()?;
+    let pools = stored_pools(&*session)?;
+    if args.json() {
+        let list: Vec<PoolResource> = pools.iter().map(Pool::to_resource).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"kind": "IPPoolList", "items": list})).unwrap_or_default());
+        return Ok(0);
+    }
+    let mut t = Table::new(&["NAME", "CIDR", "BLOCK SIZE", "IPIP", "VXLAN", "NAT", "DISABLED", "SELECTOR"]);
+    for p in &pools {
+        t.row(vec![
+            p.name.clone(),
+            p.cidr.to_string(),
+            p.block_size.to_string(),
+            p.ipip_mode.to_string(),
+            p.vxlan_mode.to_string(),
+            p.nat_outgoing.to_string(),
+            p.disabled.to_string(),
+            p.node_selector.source.clone(),
+        ]);
+    }
+    if pools.is_empty() {
+        let p = Pool::default_v4();
+        t.row(vec![p.name, p.cidr.to_string(), p.block_size.to_string(), "(implicit default: no pools configured)".into()]);
+    }
+    print!("{t}");
+    Ok(0)
+}
+
+/// Deletes a pool whose blocks hold no address (with `--force`, also one whose blocks do: those addresses
+/// stay in their blocks, as calicoctl leaves them, until released). Empty blocks go with the pool, together
+/// with their affinities and index entries, in one commit.
+fn pool_delete(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
+    let name = args.get("--name").ok_or_else(|| IpamError::Config("pool delete needs --name NAME".into()))?;
+    let mut s = store.lock()?;
+    let Some((res, rev)) = load::<PoolResource>(&*s, &Key::Pool(name.to_string()))? else {
+        return Err(IpamError::PoolNotFound(name.to_string()));
+    };
+    let pool = Pool::from_resource(&res)?;
+    let mut ops = vec![Op::Delete { key: Key::Pool(pool.name.clone()), rev }];
+    if let Some((mut names, nrev)) = load::<PoolNames>(&*s, &Key::PoolNames)? {
+        names.names.retain(|n| *n != pool.name);
+        ops.push(Op::Update { key: Key::PoolNames, value: encode(&names)?, rev: nrev });
+    }
+    if let Some((_, prev)) = load::<PoolBlocks>(&*s, &Key::PoolBlocks(pool.cidr))? {
+        ops.push(Op::Delete { key: Key::PoolBlocks(pool.cidr), rev: prev });
+    }
+    let mut used = 0;
+    let mut hosts: BTreeMap<String, Vec<ipnet::IpNet>> = BTreeMap::new();
+    for (key, rec) in s.list(Kind::Block)? {
+        let b: Block = serde_json::from_value(rec.value).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+        if !pool.contains_block(&b.cidr) {
+            continue;
+        }
+        if !b.is_empty() {
+            used += b.in_use();
+            continue;
+        }
+        ops.push(Op::Delete { key, rev: rec.rev });
+        if let Some(host) = b.affinity.as_deref().and_then(|a| a.strip_prefix("host:")) {
+            hosts.entry(host.to_string()).or_default().push(b.cidr);
+        }
+    }
+    if used > 0 && !args.has("--force") {
+        return Err(IpamError::Config(format!("pool {name} still has {used} addresses in use; release them first or pass --force")));
+    }
+    for (host, cidrs) in hosts {
+        for cidr in &cidrs {
+            let akey = Key::Affinity { host: host.clone(), cidr: *cidr };
+            if let Some(r) = s.get(&akey)? {
+                ops.push(Op::Delete { key: akey, rev: r.rev });
+            }
+        }
+        if let Some((mut hb, hrev)) = load::<HostBlocks>(&*s, &Key::HostBlocks(host.clone()))? {
+            for cidr in &cidrs {
+                hb.remove(cidr);
+            }
+            ops.push(Op::Update { key: Key::HostBlocks(host), value: encode(&hb)?, rev: hrev });
+        }
+    }
+    s.commit(&ops)?;
+    println!("pool {name} deleted ({} records changed)", ops.len());
+    Ok(0)
+}
+
+fn pool_load(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
+    let file = args.get("--file").ok_or_else(|| IpamError::Config("pool load needs --file FILE".into()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| IpamError::Config(format!("reading {file}: {e}")))?;
+    let res = parse_resources(&text)?;
+    apply(&mut *store.lock()?, &res)?;
+    println!("loaded {} pool(s){}", res.pools.len(), if res.config.is_some() { " and the IPAM configuration" } else { "" });
+    Ok(0)
+}
+
+pub(crate) fn ipam_config(store: &dyn Datastore) -> Result<IpamConfig, IpamError> {
+    let session = store.lock()?;
+    Ok(load::<IpamConfig>(&*session, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default())
+}
+
+pub(crate) fn config_table(cfg: &IpamConfig) -> Table {
+    let mut t = Table::new(&["PROPERTY", "VALUE"]);
+    t.row(vec!["StrictAffinity".into(), cfg.strict_affinity.to_string()]);
+    t.row(vec!["AutoAllocateBlocks".into(), cfg.auto_allocate_blocks.to_string()]);
+    t.row(vec!["MaxBlocksPerHost".into(), format!("{} (effective {})", cfg.max_blocks_per_host, cfg.block_limit())]);
+    t
+}
+
+fn config_show(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
+    let cfg = ipam_config(store)?;
+    if args.json() {
+        println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+    } else {
+        print!("{}", config_table(&cfg));
+    }
+    Ok(0)
+}
+
+fn config_set(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
+    let mut session = store.lock()?;
+    let mut cfg = load::<IpamConfig>(&*session, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default();
+    if let Some(v) = args.bool("--strict-affinity")? {
+        cfg.strict_affinity = v;
+    }
+    if let Some(v) = args.bool("--auto-allocate-blocks")? {
+        cfg.auto_allocate_blocks = v;
+    }
+    if let Some(v) = args.get("--max-blocks-per-host") {
+        cfg.max_blocks_per_host = v.parse().map_err(|_| IpamError::Config(format!("--max-blocks-per-host {v:?} is not a number")))?;
+    }
+    apply(&mut *session, &Resources { pools: vec![], config: Some(cfg) })?;
+    drop(session);
+    config_show(store, args)
+}
