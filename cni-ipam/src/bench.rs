@@ -1,5 +1,6 @@
 //! `cni-ipam bench-alloc` (hidden): in-process allocation latency with 0, 10k and 60k existing allocations,
-//! on the in-memory and the local file store, to show the ADD path does not grow with the store.
+//! on the in-memory and the local file store, to show the ADD path does not grow with the store; and with
+//! `--backend etcd`, ADD/DEL latency against etcd with 1, 10 and 100 simulated nodes allocating at once.
 use crate::ipam::admin::{apply, Resources};
 use crate::ipam::config::IpamConf;
 use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
@@ -17,6 +18,11 @@ pub fn run(flags: &BTreeMap<String, Option<String>>) -> i32 {
     let levels: Vec<usize> = get("--levels", "0,10000,60000").split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let samples: usize = get("--samples", "2000").parse().unwrap_or(2000);
     let backends = match get("--backend", "both").as_str() {
+        "etcd" => {
+            let nodes: Vec<usize> = get("--nodes", "1,10,100").split(',').filter_map(|s| s.trim().parse().ok()).collect();
+            let per_node: usize = get("--samples", "100").parse().unwrap_or(100);
+            return crate::bench_etcd::run(flags.get("--endpoints").cloned().flatten(), &nodes, per_node);
+        }
         "mem" => vec!["mem"],
         "file" => vec!["file"],
         _ => vec!["mem", "file"],

@@ -2,6 +2,7 @@
 //! `plugin` the CNI verbs, `cli` the operator commands; the binary only dispatches.
 pub mod backend;
 mod bench;
+mod bench_etcd;
 pub mod cli;
 pub mod error;
 pub mod ipam;
