@@ -84,6 +84,7 @@ impl FileStore {
                 }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
+                let existing = dir.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.is_dir());
                 fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
@@ -92,6 +93,15 @@ impl FileStore {
                 // DirBuilder's mode is filtered by the umask; make sure the result is exactly 0700.
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                     .map_err(|e| StoreError::io(dir.display(), e))?;
+                // The new directories' own entries must be durable too, or a power loss could take the whole
+                // store (log included) with it.
+                for parent in dir.ancestors().skip(1) {
+                    let p = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+                    File::open(p).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(p.display(), e))?;
+                    if Some(parent) == existing {
+                        break;
+                    }
+                }
             }
             Err(e) => return Err(StoreError::io(dir.display(), e)),
         }
