@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(iproute2 iputils-ping containernetworking-plugins procps util-linux jq time)
 if [ "${1:-}" = "--all" ]; then
-  pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client curl iptables)
+  pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client curl iptables openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -30,7 +30,11 @@ impl Plugin for IpamPlugin {
     }
 
     fn status(&self, req: &Request) -> Result<(), CniError> {
-        let ready = IpamConf::parse(&req.config).and_then(|c| open_store(&c)).and_then(|s| Ok(s.lock().map(drop)?));
+        // Open and lock the store, and read one record: for etcd this proves a member answers.
+        let ready = IpamConf::parse(&req.config).and_then(|c| open_store(&c)).and_then(|s| {
+            s.begin_operation();
+            Ok(s.lock()?.get(&Key::IpamConfig).map(drop)?)
+        });
         ready.map_err(|e| CniError::new(code::NOT_AVAILABLE, format!("IPAM store not available: {e}")))
     }
 

@@ -147,6 +147,12 @@ fn silent_or_missing_etcd_is_code_11_within_the_timeout() {
         assert_eq!(out["code"].as_u64(), Some(11), "{what}: {out} {err}");
         assert!(took < Duration::from_millis(2500), "{what}: took {took:?}");
         assert!(out["msg"].as_str().unwrap_or_default().contains("etcd"), "{what}: {out}");
+        if what == "missing" {
+            let mut cfg = net.config();
+            cfg["cniVersion"] = json!("1.1.0");
+            let (rc, out, _) = net.run_raw("STATUS", "", "", cfg.to_string().as_bytes());
+            assert_eq!((rc != 0, out["code"].as_u64()), (true, Some(50)), "STATUS without etcd: {out}");
+        }
     }
     let _ = held.join();
 }
@@ -168,6 +174,10 @@ fn tls_with_client_certificates() {
     assert!(addr.starts_with("192.168."), "default pool: {addr}");
     let (rc, out, err) = net.run("CHECK", "c1", "");
     assert_eq!(rc, 0, "{out} {err}");
+    let mut cfg = net.config();
+    cfg["cniVersion"] = json!("1.1.0");
+    let (rc, out, err) = net.run_raw("STATUS", "", "", cfg.to_string().as_bytes());
+    assert_eq!(rc, 0, "STATUS with etcd up: {out} {err}");
     // Without a client certificate the server refuses the handshake: a transient error, nothing written.
     let mut no_cert = base.clone();
     no_cert["etcd_cert_file"] = json!("");

@@ -294,15 +294,20 @@ impl<'s> Ipam<'s> {
         }
         if self.config.auto_allocate_blocks {
             for pool in pools {
+                // Blocks found taken in this request, so an index that lags behind is not followed twice.
+                let mut taken = Vec::new();
                 for _ in 0..CLAIM_TRIES {
-                    let (pb, _) = self.pool_blocks(pool)?;
+                    let (mut pb, _) = self.pool_blocks(pool)?;
+                    for t in &taken {
+                        pb.claimed.insert(*t);
+                    }
                     let Some(i) = pb.claimed.first_free(pool.start_index(&node.name), pool.block_count()) else {
                         break;
                     };
                     match self.claim(pool, pool.block_cidr(i), node, Some(owner))? {
                         Claimed::Assigned(a) => return Ok(a),
                         Claimed::Block(block, rev) if block.free() > 0 => return self.assign_in(block, rev, owner, None),
-                        Claimed::Block(..) | Claimed::Taken => {}
+                        Claimed::Block(..) | Claimed::Taken => taken.push(i),
                     }
                 }
             }
@@ -410,6 +415,7 @@ impl<'s> Ipam<'s> {
     fn claim(&mut self, pool: &Pool, cidr: IpNet, node: &Node, first: Option<&Owner>) -> Result<Claimed, IpamError> {
         let akey = Key::Affinity { host: node.name.clone(), cidr };
         let hkey = Key::HostBlocks(node.name.clone());
+        // Step 1: the pending affinity and the host index entry (the intent a crashed claim is finished from).
         let (mut hb, hb_rev) = self.host_blocks(&node.name)?;
         let aff = self.get::<Affinity>(&akey)?;
         let mut ops = Vec::new();
@@ -420,58 +426,96 @@ impl<'s> Ipam<'s> {
             hb.set(cidr, false);
             ops.push(put(hkey.clone(), hb_rev, &hb)?);
         }
-        let mut aff_rev = aff.map(|a| a.1);
-        let mut hb_rev = hb_rev;
         if !ops.is_empty() {
-            let revs = self.commit(&ops)?;
-            for (op, rev) in ops.iter().zip(revs) {
-                if *op.key() == akey {
-                    aff_rev = Some(rev);
-                } else {
-                    hb_rev = Some(rev);
-                }
-            }
+            self.commit(&ops)?;
         }
 
-        let mut block = Block::new(cidr, &node.name, &self.now);
-        let (mut pb, pb_rev) = self.pool_blocks(pool)?;
-        pb.claimed.insert(pool.block_index(cidr.network()));
-        hb.set(cidr, true);
-        let mut ops = Vec::with_capacity(5);
-        let mut assigned = None;
-        if let Some(owner) = first {
-            let ip = block.assign_next(owner).ok_or_else(|| IpamError::Internal(format!("new block {cidr} is empty")))?;
-            block.sequence_number += 1;
-            ops.push(self.handle_increment(owner, cidr)?);
-            assigned = Some(Assignment { ip, block: cidr });
-        }
-        ops.extend([
-            Op::Create { key: Key::Block(cidr), value: encode(&block)? },
-            put(akey, aff_rev, &Affinity::confirmed())?,
-            put(hkey, hb_rev, &hb)?,
-            put(Key::PoolBlocks(pool.cidr), pb_rev, &pb)?,
-        ]);
-        match self.commit(&ops) {
-            Ok(revs) => {
-                tracing::info!(block = %cidr, node = %node.name, "claimed block");
-                Ok(match assigned {
-                    Some(a) => Claimed::Assigned(a),
-                    None => Claimed::Block(block, revs[0]),
-                })
+        // Step 2, atomic with the pool index; if that loses to another node's claim elsewhere in the pool (the
+        // index is one record per pool), once more without it: the block's create decides who owns a block,
+        // the index is a hint, marked right after (see `mark_claimed`).
+        for with_index in [true, false] {
+            let (mut hb, hb_rev) = self.host_blocks(&node.name)?;
+            let aff_rev = self.get::<Affinity>(&akey)?.map(|a| a.1);
+            let mut block = Block::new(cidr, &node.name, &self.now);
+            hb.set(cidr, true);
+            let mut ops = Vec::with_capacity(5);
+            let mut assigned = None;
+            if let Some(owner) = first {
+                let ip = block.assign_next(owner).ok_or_else(|| IpamError::Internal(format!("new block {cidr} is empty")))?;
+                block.sequence_number += 1;
+                ops.push(self.handle_increment(owner, cidr)?);
+                assigned = Some(Assignment { ip, block: cidr });
             }
-            Err(IpamError::Store(e)) if e.is_conflict() => match self.block(cidr)? {
-                Some((b, rev)) if !b.deleted && b.is_affine_to(&node.name) => {
-                    self.settle(Some(pool), cidr, node, true)?;
-                    Ok(Claimed::Block(b, rev))
+            let block_op = ops.len();
+            ops.extend([
+                Op::Create { key: Key::Block(cidr), value: encode(&block)? },
+                put(akey.clone(), aff_rev, &Affinity::confirmed())?,
+                put(hkey.clone(), hb_rev, &hb)?,
+            ]);
+            if with_index {
+                let (mut pb, pb_rev) = self.pool_blocks(pool)?;
+                pb.claimed.insert(pool.block_index(cidr.network()));
+                ops.push(put(Key::PoolBlocks(pool.cidr), pb_rev, &pb)?);
+            }
+            match self.commit(&ops) {
+                Ok(revs) => {
+                    tracing::info!(block = %cidr, node = %node.name, "claimed block");
+                    if !with_index {
+                        self.mark_claimed(pool, cidr);
+                    }
+                    return Ok(match assigned {
+                        Some(a) => Claimed::Assigned(a),
+                        None => Claimed::Block(block, revs[block_op]),
+                    });
                 }
-                Some(_) => {
-                    self.settle(Some(pool), cidr, node, false)?;
-                    Ok(Claimed::Taken)
-                }
-                None => Err(IpamError::Store(e)),
-            },
-            Err(e) => Err(e),
+                Err(IpamError::Store(e)) if e.is_conflict() => match self.block(cidr)? {
+                    Some((b, rev)) if !b.deleted && b.is_affine_to(&node.name) => {
+                        self.settle(Some(pool), cidr, node, true)?;
+                        return Ok(Claimed::Block(b, rev));
+                    }
+                    Some(_) => {
+                        // Someone else's. Tidying our pending records may lose to the same contention; the
+                        // next ADD finishes it from the host index.
+                        if let Err(e) = self.settle(Some(pool), cidr, node, false) {
+                            if !e.is_conflict() {
+                                return Err(e);
+                            }
+                        }
+                        return Ok(Claimed::Taken);
+                    }
+                    None if with_index => continue,
+                    None => return Err(IpamError::Store(e)),
+                },
+                Err(e) => return Err(e),
+            }
         }
+        unreachable!("the loop returns")
+    }
+
+    /// Marks `cidr` claimed in the pool index after a claim committed without it. A few tries; if other
+    /// claims keep winning, the index lags and whoever picks this block next learns of it from the failed
+    /// create (and marks it then): a wasted try, never a duplicate.
+    fn mark_claimed(&mut self, pool: &Pool, cidr: IpNet) {
+        let i = pool.block_index(cidr.network());
+        for _ in 0..10 {
+            let result = self.pool_blocks(pool).and_then(|(mut pb, rev)| {
+                if pb.claimed.contains(i) {
+                    return Ok(());
+                }
+                pb.claimed.insert(i);
+                let op = put(Key::PoolBlocks(pool.cidr), rev, &pb)?;
+                self.commit(&[op]).map(drop)
+            });
+            match result {
+                Ok(()) => return,
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => {
+                    tracing::warn!(block = %cidr, error = %e, "could not mark the block in the pool index");
+                    return;
+                }
+            }
+        }
+        tracing::info!(block = %cidr, "pool index busy: left for the next claimer to mark");
     }
 
     /// Brings this host's affinity record and index entry for `cidr` to `confirmed` (the block is ours) or
