@@ -220,7 +220,7 @@ impl<'a> FileSession<'a> {
         Ok(Some(rec))
     }
 
-    /// write-temp + rename, no fsync: the log makes the change durable, a checkpoint makes the file durable.
+    /// write-temp + rename (or exchange), no fsync: the log makes the change durable, a checkpoint the file.
     fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
         let tmp = self.path(TMP_FILE);
         let io = |e| StoreError::io(tmp.display(), e);
@@ -229,6 +229,10 @@ impl<'a> FileSession<'a> {
         f.write_all(content).map_err(io)?;
         drop(f);
         let dst = self.path(name);
+        if swap(&tmp, &dst).map_err(|e| StoreError::io(dst.display(), e))? {
+            // `.tmp` now holds the old record.
+            return fs::remove_file(&tmp).map_err(io);
+        }
         fs::rename(&tmp, &dst).map_err(|e| StoreError::io(dst.display(), e))
     }
 
@@ -402,6 +406,26 @@ impl Store for FileSession<'_> {
         }
         Ok(revs)
     }
+}
+
+/// Atomically exchanges two existing files; `Ok(false)` if `dst` does not exist yet or the filesystem cannot
+/// exchange. Replacing a record this way instead of renaming over it keeps it atomic for any reader and avoids
+/// ext4's `auto_da_alloc`, which starts writing the new file's data inside a replacing rename (~0.2 ms, as much
+/// as the commit's fdatasync; the log already makes the change durable).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn swap(tmp: &Path, dst: &Path) -> std::io::Result<bool> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::ENOENT | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn swap(_tmp: &Path, _dst: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// Asks the kernel to start writing a file's dirty pages without waiting (only a hint: errors are ignored,
