@@ -21,7 +21,7 @@ pub fn run(flags: &BTreeMap<String, Option<String>>) -> i32 {
         "etcd" => {
             let nodes: Vec<usize> = get("--nodes", "1,10,100").split(',').filter_map(|s| s.trim().parse().ok()).collect();
             let per_node: usize = get("--samples", "100").parse().unwrap_or(100);
-            return crate::bench_etcd::run(flags.get("--endpoints").cloned().flatten(), &nodes, per_node);
+            return crate::bench_etcd::run(flags.get("--endpoints").cloned().flatten(), &nodes, per_node, flags.contains_key("--idle"));
         }
         "mem" => vec!["mem"],
         "file" => vec!["file"],

@@ -1,5 +1,6 @@
-//! `cni-ipam bench-alloc --backend etcd [--endpoints URLS] [--nodes 1,10,100] [--samples N]`: N simulated
-//! nodes (threads) each do `samples` ADDs and then as many DELs against one etcd, all nodes at once. Every
+//! `cni-ipam bench-alloc --backend etcd [--endpoints URLS] [--nodes 1,10,100] [--samples N] [--idle]`: N
+//! simulated nodes (threads) each do `samples` ADDs and then as many DELs against one etcd, all nodes at once
+//! (with `--idle`: the other N-1 nodes only fill the store first, then one node is measured alone). Every
 //! operation opens a fresh store (a new connection), as each plugin process does. Without `--endpoints` a
 //! throw-away single-member etcd is started on unix sockets in its own network namespace and removed after.
 use crate::backend::Retry;
@@ -68,7 +69,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-pub fn run(endpoints: Option<String>, nodes: &[usize], per_node: usize) -> i32 {
+pub fn run(endpoints: Option<String>, nodes: &[usize], per_node: usize, idle: bool) -> i32 {
     let temp = match &endpoints {
         Some(_) => None,
         None => match TempEtcd::start() {
@@ -83,7 +84,7 @@ pub fn run(endpoints: Option<String>, nodes: &[usize], per_node: usize) -> i32 {
     println!("| simulated nodes | ADDs | ADD median | ADD p99 | first ADD of a node (claims a block) median | p99 | DEL median | DEL p99 | requests per warm ADD / DEL | ADD+DEL per s (all nodes) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (level, &n) in nodes.iter().enumerate() {
-        match measure(&endpoints, level, n, per_node) {
+        match measure(&endpoints, level, n, per_node, idle) {
             Ok(line) => println!("| {n} | {line} |"),
             Err(e) => {
                 eprintln!("bench-alloc: {e}");
@@ -101,7 +102,7 @@ struct Sample {
     requests: u64,
 }
 
-fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize) -> Result<String, String> {
+fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize, idle: bool) -> Result<String, String> {
     let opts = EtcdOptions::new(endpoints);
     let admin = EtcdStore::open(&opts).map_err(|e| e.to_string())?;
     // A pool of its own per level, so earlier levels' blocks do not help later ones.
@@ -115,22 +116,35 @@ fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize) -> Resu
     let pool = Pool::from_resource(&res).map_err(|e| e.to_string())?;
     apply(&mut *admin.lock().map_err(|e| e.to_string())?, &Resources { pools: vec![pool], config: None }).map_err(|e| e.to_string())?;
 
-    let run = std::sync::Barrier::new(nodes);
+    let conf_for = |node: &str| IpamConf {
+        assign_ipv4: true,
+        assign_ipv6: false,
+        ipv4_pools: vec![PoolRef::Name(name.clone())],
+        ipv6_pools: vec![],
+        node: Node { name: node.to_string(), labels: BTreeMap::new() },
+        store: StoreConf::Etcd(opts.clone()),
+    };
+    if idle {
+        // The other nodes' blocks and addresses sit in the store; only node 0 is measured.
+        for n in 1..nodes {
+            let node = format!("bench-{level}-node-{n}");
+            for i in 0..per_node {
+                let owner = Owner { handle: format!("bench.{node}.{i}"), attrs: [("node".to_string(), node.clone())].into() };
+                plugin::add_with(&admin, Retry { attempts: 100, deadline: Instant::now() + Duration::from_secs(30), io: true }, &conf_for(&node), &owner, &[])
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let measured = if idle { 1 } else { nodes };
+    let run = std::sync::Barrier::new(measured);
     let start = Instant::now();
     let results: Vec<Result<(Vec<Sample>, Vec<Sample>), String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..nodes)
+        let handles: Vec<_> = (0..measured)
             .map(|n| {
-                let (opts, name, run) = (&opts, &name, &run);
+                let (opts, run, conf_for) = (&opts, &run, &conf_for);
                 s.spawn(move || -> Result<(Vec<Sample>, Vec<Sample>), String> {
                     let node = format!("bench-{level}-node-{n}");
-                    let conf = IpamConf {
-                        assign_ipv4: true,
-                        assign_ipv6: false,
-                        ipv4_pools: vec![PoolRef::Name(name.clone())],
-                        ipv6_pools: vec![],
-                        node: Node { name: node.clone(), labels: BTreeMap::new() },
-                        store: StoreConf::Etcd(opts.clone()),
-                    };
+                    let conf = conf_for(&node);
                     run.wait();
                     let mut adds = Vec::with_capacity(per_node);
                     for i in 0..per_node {

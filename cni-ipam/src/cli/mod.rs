@@ -51,7 +51,7 @@ pub(crate) struct Args {
 }
 
 const SWITCHES: &[&str] =
-    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force"];
+    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--idle"];
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut words = Vec::new();
