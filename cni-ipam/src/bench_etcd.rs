@@ -138,11 +138,12 @@ fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize, idle: b
     let measured = if idle { 1 } else { nodes };
     let run = std::sync::Barrier::new(measured);
     let start = Instant::now();
-    let results: Vec<Result<(Vec<Sample>, Vec<Sample>), String>> = std::thread::scope(|s| {
+    type NodeRun = Result<(Vec<Sample>, Vec<Sample>), String>;
+    let results: Vec<NodeRun> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..measured)
             .map(|n| {
                 let (opts, run, conf_for) = (&opts, &run, &conf_for);
-                s.spawn(move || -> Result<(Vec<Sample>, Vec<Sample>), String> {
+                s.spawn(move || -> NodeRun {
                     let node = format!("bench-{level}-node-{n}");
                     let conf = conf_for(&node);
                     run.wait();

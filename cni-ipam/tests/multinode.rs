@@ -85,8 +85,11 @@ fn del_everywhere(beds: &[Bed], confs: &[Value], outcomes: &[Outcome]) {
     });
 }
 
-/// Per block: its affinity host; and every confirmed affinity record (host, block).
-fn blocks_and_affinities(store: &EtcdStore) -> (BTreeMap<String, (String, Block)>, Vec<(String, String, String)>) {
+/// Block CIDR -> (affinity host, block).
+type Blocks = BTreeMap<String, (String, Block)>;
+
+/// Per block: its affinity host; and every affinity record (host, block, state).
+fn blocks_and_affinities(store: &EtcdStore) -> (Blocks, Vec<(String, String, String)>) {
     let s = store.lock().expect("lock");
     let mut blocks = BTreeMap::new();
     for (_, rec) in s.list(Kind::Block).expect("list blocks") {
@@ -255,9 +258,9 @@ fn pods_on_two_nodes_through_cni_calico() {
     }
     let ips: BTreeSet<&String> = results.iter().map(|r| &r.3).collect();
     assert_eq!(ips.len(), 4);
-    for n in 0..2 {
+    for (n, bed) in beds.iter().enumerate() {
         let mine: Vec<&(usize, String, String, String, Value, Value)> = results.iter().filter(|r| r.0 == n).collect();
-        assert!(beds[n].ping(&mine[0].1, &mine[1].3, Duration::from_secs(5)), "node-{n}: {} cannot ping {}", mine[0].1, mine[1].3);
+        assert!(bed.ping(&mine[0].1, &mine[1].3, Duration::from_secs(5)), "node-{n}: {} cannot ping {}", mine[0].1, mine[1].3);
     }
     let (blocks, _) = blocks_and_affinities(&store);
     assert_eq!(blocks.len(), 2, "one block per node");

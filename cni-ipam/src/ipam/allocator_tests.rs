@@ -389,7 +389,8 @@ fn corrupt_records_are_errors_not_panics() {
     let store = store_with(vec![pool("p", "10.18.0.0/24", 26)], IpamConfig::default());
     let a = assign(&store, false, "n1", "h0").unwrap();
     let key = Key::Block(a.block);
-    let mutations: Vec<Box<dyn Fn(&mut serde_json::Value)>> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let mutations: Vec<Mutation> = vec![
         Box::new(|v| v["allocations"][5] = serde_json::json!(7)),
         Box::new(|v| v["unallocated"] = serde_json::json!([0, 0])),
         Box::new(|v| v["unallocated"] = serde_json::json!([4_000_000_000u64])),
