@@ -412,3 +412,35 @@ fn corrupt_records_are_errors_not_panics() {
     }
     assert_consistent(&store);
 }
+
+/// A store where every commit loses to "another node": the ADD gives up with a code-11 error after its
+/// attempts, and nothing is written.
+#[test]
+fn a_conflict_storm_ends_in_code_11_and_writes_nothing() {
+    use common::store::{Kind, Op, Record, Revision, Store, StoreError};
+    struct Storm(MemStore);
+    struct StormSession<'a>(Box<dyn Store + 'a>);
+    impl Store for StormSession<'_> {
+        fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+            self.0.get(key)
+        }
+        fn list(&self, kind: Kind) -> Result<Vec<(Key, Record)>, StoreError> {
+            self.0.list(kind)
+        }
+        fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, StoreError> {
+            Err(StoreError::Conflict { key: ops[0].key().path(), reason: "revision changed" })
+        }
+    }
+    impl Datastore for Storm {
+        fn lock(&self) -> Result<Box<dyn Store + '_>, StoreError> {
+            Ok(Box::new(StormSession(self.0.lock()?)))
+        }
+    }
+    let store = Storm(store_with(vec![pool("p", "10.19.0.0/24", 26)], IpamConfig::default()));
+    let before = store.0.commits();
+    let retry = crate::backend::Retry { attempts: 5, deadline: std::time::Instant::now() + std::time::Duration::from_secs(5), io: true };
+    let err = plugin::add_with(&store, retry, &conf(true, false), &owner("net.c1", "n1"), &[]).unwrap_err();
+    assert_eq!(err.code(), 11, "{err}");
+    assert!(err.to_string().contains("gave up after 5 attempts"), "{err}");
+    assert_eq!(store.0.commits(), before, "nothing written");
+}
