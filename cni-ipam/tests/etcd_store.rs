@@ -206,3 +206,56 @@ fn tls_with_client_certificates() {
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
     assert_eq!((report.allocations, report.handles), (0, 0), "c2 and c3 wrote nothing, c1 was released");
 }
+
+/// The first member passes the transaction to etcd but drops the answer (a connection reset after the
+/// commit): the client sends it to the next member, whose compares now fail — and recognises that etcd
+/// holds exactly what it wrote, so the commit counts as applied instead of a conflict.
+#[test]
+fn a_commit_whose_answer_was_lost_is_recognised_as_applied() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    if !available("a_commit_whose_answer_was_lost_is_recognised_as_applied") {
+        return;
+    }
+    let etcd = Etcd::start(1);
+    let real = etcd.endpoints()[0].trim_start_matches("unix://").to_string();
+    let proxy_path = etcd.dir.path().join("lossy.sock");
+    let listener = UnixListener::bind(&proxy_path).expect("bind proxy");
+    let proxy = std::thread::spawn(move || {
+        let (client, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(client);
+        let mut head = String::new();
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("request line");
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().expect("length");
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).expect("body");
+        let mut upstream = UnixStream::connect(&real).expect("connect etcd");
+        upstream.write_all(head.as_bytes()).expect("forward");
+        upstream.write_all(&body).expect("forward");
+        let mut answer = [0u8; 64];
+        let _ = upstream.read(&mut answer).expect("etcd answered");
+        // Drop both connections: the client never sees the answer.
+    });
+    let mut opts = etcd.options();
+    opts.endpoints = vec![format!("unix://{}", proxy_path.display()), etcd.endpoints()[0].clone()];
+    let store = EtcdStore::open(&opts).expect("open");
+    let mut s = store.lock().expect("lock");
+    let k = Key::Handle("net.lost".into());
+    let rev = s.create(&k, json!({"block": {"10.0.0.0/26": 1}})).expect("the first send was applied: not a conflict");
+    proxy.join().expect("proxy");
+    assert_eq!(store.requests(), 2, "sent twice");
+    let rec = s.get(&k).expect("get").expect("present");
+    assert_eq!((rec.rev, rec.value), (rev, json!({"block": {"10.0.0.0/26": 1}})));
+    // A create whose value differs from what is stored is a plain conflict.
+    assert!(s.create(&k, json!({"block": {}})).unwrap_err().is_conflict());
+}
