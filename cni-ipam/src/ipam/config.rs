@@ -28,20 +28,30 @@ pub enum StoreConf {
 }
 
 /// The etcd keys, accepted at the top level (as Calico's netconf has them) or inside `ipam` (which wins).
+/// Kept as raw values (flattened fields lose serde's error path), typed in `options` with the key named.
 #[derive(Debug, Default, Deserialize)]
 struct RawEtcd {
     #[serde(default)]
-    etcd_endpoints: Option<String>,
+    etcd_endpoints: Option<serde_json::Value>,
     #[serde(default)]
-    etcd_key_file: Option<String>,
+    etcd_key_file: Option<serde_json::Value>,
     #[serde(default)]
-    etcd_cert_file: Option<String>,
+    etcd_cert_file: Option<serde_json::Value>,
     #[serde(default)]
-    etcd_ca_cert_file: Option<String>,
+    etcd_ca_cert_file: Option<serde_json::Value>,
     #[serde(default)]
     etcd_timeout: Option<serde_json::Value>,
     #[serde(default)]
-    ipam_lock_file: Option<String>,
+    ipam_lock_file: Option<serde_json::Value>,
+}
+
+/// A string-valued key (null = absent).
+fn string(key: &str, v: Option<serde_json::Value>) -> Result<Option<String>, IpamError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(IpamError::Config(format!("{key} must be a string, got {other}"))),
+    }
 }
 
 impl RawEtcd {
@@ -58,15 +68,15 @@ impl RawEtcd {
 
     /// Typed etcd options; every malformed value is an error naming its key.
     fn options(self) -> Result<EtcdOptions, IpamError> {
-        let endpoints = self.etcd_endpoints.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
+        let endpoints = string("etcd_endpoints", self.etcd_endpoints)?.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
             IpamError::Config("datastore_type \"etcdv3\" needs etcd_endpoints (e.g. \"https://10.0.0.1:2379,https://10.0.0.2:2379\")".into())
         })?;
         let mut opts = EtcdOptions::new(&endpoints);
         for e in &opts.endpoints {
             common::store::etcd::Endpoint::parse(e).map_err(|m| IpamError::Config(format!("etcd_endpoints: {m}")))?;
         }
-        let file = |key: &str, v: Option<String>| -> Result<Option<PathBuf>, IpamError> {
-            match v.filter(|s| !s.is_empty()) {
+        let file = |key: &str, v: Option<serde_json::Value>| -> Result<Option<PathBuf>, IpamError> {
+            match string(key, v)?.filter(|s| !s.is_empty()) {
                 None => Ok(None),
                 Some(p) if Path::new(&p).is_absolute() => Ok(Some(PathBuf::from(p))),
                 Some(p) => Err(IpamError::Config(format!("{key} {p:?} must be an absolute path"))),
@@ -90,10 +100,10 @@ impl RawEtcd {
             )));
         }
         opts.timeout = Duration::from_secs_f64(secs);
-        opts.lock_file = match self.ipam_lock_file {
+        opts.lock_file = match string("ipam_lock_file", self.ipam_lock_file)? {
             None => Some(PathBuf::from(DEFAULT_LOCK_FILE)),
             Some(p) if p.is_empty() => None,
-            Some(p) => file("ipam_lock_file", Some(p))?,
+            Some(p) => file("ipam_lock_file", Some(serde_json::Value::String(p)))?,
         };
         Ok(opts)
     }
@@ -315,6 +325,8 @@ mod tests {
             (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "10.0.0.1:2379"}), "etcd_endpoints"),
             (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "http://h:1", "etcd_timeout": 0}), "etcd_timeout"),
             (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "http://h:1", "etcd_ca_cert_file": "ca.pem"}), "etcd_ca_cert_file"),
+            (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": 5}), "etcd_endpoints"),
+            (json!({"type": "x", "datastore_type": "etcdv3", "etcd_endpoints": "http://h:1", "etcd_timeout": "soon"}), "etcd_timeout"),
         ] {
             let err = conf(ipam.clone()).unwrap_err();
             assert_eq!(err.code(), 7, "{ipam}");
