@@ -347,7 +347,7 @@ fn checkpoint_syncs_and_restarts_the_log_without_losing_replays() {
     let (big, small) = (Key::Handle("big".into()), Key::Handle("small".into()));
     let mut s = store.lock().unwrap();
     let mut rev = s.create(&big, json!(0)).unwrap();
-    let value = json!("x".repeat(40_000));
+    let value = json!("x".repeat(400_000));
     let mut commits = 1;
     let mut last_end = hint(&store).end;
     while hint(&store).end > START {
@@ -357,7 +357,8 @@ fn checkpoint_syncs_and_restarts_the_log_without_losing_replays() {
         assert!(commits < 100, "no checkpoint after {commits} commits");
     }
     assert!(last_end - START < CHECKPOINT_AT, "checkpoint once the frames pass CHECKPOINT_AT bytes");
-    assert!(commits as u64 * 40_000 >= CHECKPOINT_AT, "not before ({commits} commits)");
+    assert!(commits as u64 * 400_000 >= CHECKPOINT_AT, "not before ({commits} commits)");
+    assert!(fs::metadata(dir.join(LOG)).unwrap().len() > CHECKPOINT_AT, "the log grew to hold the frames");
     drop(s);
     // A reboot right after a checkpoint replays the previous generation, which changes nothing.
     let expected = records(&dir);

@@ -1,9 +1,9 @@
 //! The local store's write-ahead log (`<dir>/.wal`): the frame format, the hint that keeps session open cheap,
 //! and reading the log back. What a commit, a checkpoint and recovery do with it is in `file.rs`.
 //!
-//! The file is created whole (zero-filled to `LOG_SIZE`, fsynced, renamed into place), so appending a frame
-//! overwrites blocks that already exist: its `fdatasync` flushes data only and never waits for a filesystem
-//! journal commit. Layout: the magic at 0, the hint at `HINT_AT`, frames from `START`:
+//! The file is created zero-filled (fsynced, renamed into place) and grown in zero-filled steps, so appending
+//! a frame overwrites blocks that already exist: its `fdatasync` flushes data only and does not wait for a
+//! filesystem journal commit (only the commit that grows the file does, once per `GROW`). Layout: the magic at 0, the hint at `HINT_AT`, frames from `START`:
 //! `[magic u32][payload len u32][seq u64][crc32c u32 over len, seq and payload][payload]`, little endian.
 //! Seqs grow by one per commit for the life of the file; a checkpoint restarts frames at `START`, so a scan
 //! that follows consecutive seqs from `START` never walks into an older generation's leftovers.
@@ -21,10 +21,11 @@ const HINT_LEN: usize = 40;
 const HINT_MAGIC: u32 = 0x544e_4948; // "HINT"
 /// First frame offset (the first page holds the magic and the hint).
 pub(super) const START: u64 = 4096;
-/// A checkpoint runs once the frames since the last one take this many bytes (a few hundred ADDs).
-pub(super) const CHECKPOINT_AT: u64 = 1024 * 1024;
-/// Size the log is created with; a frame that does not fit simply extends the file.
-const LOG_SIZE: u64 = START + CHECKPOINT_AT + 256 * 1024;
+/// A checkpoint runs once the frames since the last one take this many bytes: a couple of thousand ADD/DEL
+/// commits, so by then most handles written since the last one are gone again (a node runs ~110 pods).
+pub(super) const CHECKPOINT_AT: u64 = 8 << 20;
+/// Size the log is created with, and the step it grows by (zero-filled) when a frame does not fit.
+const GROW: u64 = 1 << 20;
 const FRAME_MAGIC: u32 = 0x3157_4352; // "RCW1"
 const FRAME_HEAD: usize = 20;
 /// Larger payload lengths are garbage, not frames (and must not become huge allocations).
@@ -164,7 +165,7 @@ impl Log {
         let tmp = dir.join(LOG_TMP);
         let io = |e| (tmp.clone(), e);
         let hint = Hint { boot: boot.unwrap_or([0; 16]), seq, end: START };
-        let mut buf = vec![0u8; LOG_SIZE as usize];
+        let mut buf = vec![0u8; (START + GROW) as usize];
         buf[..MAGIC.len()].copy_from_slice(MAGIC);
         buf[HINT_AT as usize..HINT_AT as usize + HINT_LEN].copy_from_slice(&hint.encode());
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
@@ -197,12 +198,26 @@ impl Log {
     pub(super) fn append(&mut self, changes: &[Change], sync: bool) -> std::io::Result<u64> {
         let frame = encode_frame(self.hint.seq + 1, changes)?;
         let at = self.hint.end;
-        let written = self.file.write_all_at(&frame, at).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        let written = self
+            .grow_to(at + frame.len() as u64)
+            .and_then(|()| self.file.write_all_at(&frame, at))
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             let _ = self.file.write_all_at(&[0u8; FRAME_HEAD], at);
             return Err(e);
         }
         Ok(frame.len() as u64)
+    }
+
+    /// Zero-fills the file up to a `GROW` boundary past `end` if it is shorter (made durable by the append's
+    /// fdatasync, which then also commits the new size).
+    fn grow_to(&self, end: u64) -> std::io::Result<()> {
+        let size = self.file.metadata()?.len();
+        if end <= size {
+            return Ok(());
+        }
+        let new_size = end.div_ceil(GROW) * GROW;
+        self.file.write_all_at(&vec![0u8; (new_size - size) as usize], size)
     }
 
     /// Makes frames already written durable (before a recovering session applies one a killed process wrote).
