@@ -101,8 +101,12 @@ impl<'s> Ipam<'s> {
         Ok(ipam)
     }
 
-    /// Reads every key not read yet in one `get_many`.
+    /// Reads every key not read yet in one `get_many`: on a remote store only (a local one reads lazily,
+    /// which costs less than reading what may not be needed).
     pub fn prefetch(&self, keys: &[Key]) -> Result<(), IpamError> {
+        if !self.store.remote() {
+            return Ok(());
+        }
         let mut want: Vec<Key> = Vec::new();
         {
             let cache = self.cache.borrow();

@@ -177,6 +177,10 @@ impl Store for EtcdSession<'_> {
         single(&r.body)
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     /// All keys in one transaction of range requests: one round trip for up to 128 keys.
     fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());

@@ -224,6 +224,11 @@ pub trait Store {
     fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
+    /// True when every call is a network round trip, so callers should read ahead with `get_many` what they
+    /// will probably need; local stores read lazily instead.
+    fn remote(&self) -> bool {
+        false
+    }
     /// Every record of one kind. Scans: for operator commands and GC, never on the ADD/DEL path.
     fn list(&self, kind: Kind) -> Result<Vec<(Key, Record)>, StoreError>;
     /// Applies `ops` atomically; returns the new revision of each op's key (0 for deletes).
