@@ -13,6 +13,28 @@ fn ipam_cli(node: &Node, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// cni-calico over cni-ipam with this node's local store, drawing from pool `pool`.
+fn ipam_conf(node: &Node, net: &str, pool: &str) -> serde_json::Value {
+    json!({"cniVersion": "1.0.0", "name": net, "type": "cni-calico",
+        "ipam": {"type": "cni-ipam", "nodename": "node-a", "local_store_dir": node.path("store"), "ipv4_pools": [pool]}})
+}
+
+/// Runs `f(i)` for i in 0..n from `runtimes` threads at once, as that many container runtimes would.
+fn concurrently(n: usize, runtimes: usize, f: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..runtimes {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                f(i);
+            });
+        }
+    });
+}
+
 fn handles_in_store(node: &Node) -> Vec<String> {
     std::fs::read_dir(node.path("store"))
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("handle")).collect())
@@ -28,24 +50,12 @@ fn two_hundred_pods_from_eight_concurrent_runtimes() {
     const RUNTIMES: usize = 8;
     let mut node = Node::new("ipam");
     ipam_cli(&node, &["pool", "add", "--name", "crs-pool", "--cidr", "10.120.0.0/16", "--block-size", "26"]);
-    let conf = json!({
-        "cniVersion": "1.0.0", "name": "crs-ipam", "type": "cni-calico",
-        "ipam": {"type": "cni-ipam", "nodename": "node-a", "local_store_dir": node.path("store"), "ipv4_pools": ["crs-pool"]}
-    });
+    let conf = ipam_conf(&node, "crs-ipam", "crs-pool");
     let pods: Vec<String> = (0..PODS).map(|_| node.pod()).collect();
     let results = std::sync::Mutex::new(vec![serde_json::Value::Null; PODS]);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..RUNTIMES {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= PODS {
-                    break;
-                }
-                let res = node.run("cni-calico", "ADD", &cid(i), Some(&pods[i]), "eth0", &[], &conf).ok().json;
-                results.lock().unwrap()[i] = res;
-            });
-        }
+    concurrently(PODS, RUNTIMES, |i| {
+        let res = node.run("cni-calico", "ADD", &cid(i), Some(&pods[i]), "eth0", &[], &conf).ok().json;
+        results.lock().unwrap()[i] = res;
     });
     let results = results.into_inner().unwrap();
     let addrs: BTreeSet<String> = results.iter().map(|r| r["ips"][0]["address"].as_str().unwrap().to_string()).collect();
@@ -59,17 +69,8 @@ fn two_hundred_pods_from_eight_concurrent_runtimes() {
     assert!(unreachable.is_empty(), "not pingable from the node: {unreachable:?}");
     assert_eq!(handles_in_store(&node).len(), PODS);
 
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..RUNTIMES {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= PODS {
-                    break;
-                }
-                node.run("cni-calico", "DEL", &cid(i), Some(&pods[i]), "eth0", &[], &with_prev(&conf, &results[i])).ok();
-            });
-        }
+    concurrently(PODS, RUNTIMES, |i| {
+        node.run("cni-calico", "DEL", &cid(i), Some(&pods[i]), "eth0", &[], &with_prev(&conf, &results[i])).ok();
     });
     assert_eq!(handles_in_store(&node), Vec::<String>::new(), "handles left in the store");
     let show = ipam_cli(&node, &["show"]);
@@ -86,8 +87,7 @@ fn ipam_failure_leaves_no_veth_and_exhaustion_is_reported() {
     let mut node = Node::new("exh");
     // A /30 pool with /30 blocks: exactly four addresses.
     ipam_cli(&node, &["pool", "add", "--name", "tiny", "--cidr", "10.121.0.0/30", "--block-size", "30"]);
-    let conf = json!({"cniVersion": "1.0.0", "name": "crs-exh", "type": "cni-calico",
-        "ipam": {"type": "cni-ipam", "nodename": "node-a", "local_store_dir": node.path("store"), "ipv4_pools": ["tiny"]}});
+    let conf = ipam_conf(&node, "crs-exh", "tiny");
     for i in 0..4 {
         let pod = node.pod();
         node.run("cni-calico", "ADD", &format!("full{i}"), Some(&pod), "eth0", &[], &conf).ok();
@@ -113,8 +113,7 @@ fn a_repeated_add_fails_without_taking_the_live_address() {
     }
     let mut node = Node::new("rep");
     ipam_cli(&node, &["pool", "add", "--name", "rep", "--cidr", "10.122.0.0/24", "--block-size", "26"]);
-    let conf = json!({"cniVersion": "1.0.0", "name": "crs-rep", "type": "cni-calico",
-        "ipam": {"type": "cni-ipam", "nodename": "node-a", "local_store_dir": node.path("store"), "ipv4_pools": ["rep"]}});
+    let conf = ipam_conf(&node, "crs-rep", "rep");
     let pod = node.pod();
     let first = node.run("cni-calico", "ADD", "again", Some(&pod), "eth0", &[], &conf).ok().json;
     let out = node.run("cni-calico", "ADD", "again", Some(&pod), "eth0", &[], &conf).err(999);
