@@ -376,3 +376,39 @@ fn checkpoint_syncs_and_restarts_the_log_without_losing_replays() {
     drop(after_reboot(&dir).lock().unwrap());
     assert_eq!(records(&dir), expected);
 }
+
+#[test]
+fn add_del_churn_allocates_no_inodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = FileStore::open(&dir).unwrap();
+    let block = Key::Handle("block".into());
+    let mut rb = store.lock().unwrap().create(&block, json!(0)).unwrap();
+    // Like a warm ADD (handle created, block updated) and its DEL, each in its own session.
+    let mut cycle = |i: usize| {
+        let h = Key::Handle(format!("c{i}"));
+        let revs = store
+            .lock()
+            .unwrap()
+            .commit(&[Op::Create { key: h.clone(), value: json!(i) }, Op::Update { key: block.clone(), value: json!(i), rev: rb }])
+            .unwrap();
+        let revs2 = store
+            .lock()
+            .unwrap()
+            .commit(&[Op::Update { key: block.clone(), value: json!(-1), rev: revs[1] }, Op::Delete { key: h, rev: revs[0] }])
+            .unwrap();
+        rb = revs2[0];
+    };
+    let inodes = |dir: &Path| -> BTreeSet<u64> { fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().ino()).collect() };
+    for i in 0..3 {
+        cycle(i);
+    }
+    let before = inodes(&dir);
+    for i in 3..30 {
+        cycle(i);
+    }
+    assert!(inodes(&dir).is_subset(&before), "inodes are reused, not allocated: {before:?} vs {:?}", inodes(&dir));
+    let s = store.lock().unwrap();
+    assert_eq!(s.list(Kind::Handle).unwrap().len(), 1, "only the block record is left");
+    assert_eq!(s.get(&block).unwrap().unwrap().value, json!(-1));
+}
