@@ -4,9 +4,9 @@
 //!
 //! Commits go through a write-ahead log (`.wal`, see `wal.rs`). A commit appends one checksummed frame with
 //! the whole new content of every record it changes and `fdatasync`s the log: that is the commit point and
-//! its only flush. It then writes the record files by write-temp + rename without fsync (sessions read them
-//! from the page cache, which a killed process does not lose) and notes in the log's hint that the frame is
-//! applied. Once the frames since the last checkpoint pass `CHECKPOINT_AT` bytes, a checkpoint fsyncs every
+//! its only flush. It then writes the record files without fsync, each to a spare file swapped into place
+//! (rename, or `RENAME_EXCHANGE` over an existing record), so sessions read them from the page cache, which
+//! a killed process does not lose, and notes in the log's hint that the frame is applied. Once the frames since the last checkpoint pass `CHECKPOINT_AT` bytes, a checkpoint fsyncs every
 //! record file they touched and the directory, and new frames start again at the front of the log.
 //! Recovery, when a session opens: in the same boot, a frame after the hint (a process killed mid-commit) is
 //! made durable and applied; after a reboot (the hint names another boot id) or with a damaged hint, every
@@ -397,7 +397,8 @@ impl<'a> FileSession<'a> {
         if !changes.is_empty() {
             self.commit_changes(&changes)?;
         }
-        self.remove(JOURNAL)
+        // Should a power loss bring it back, its ops no longer match any record's revision.
+        fs::remove_file(&path).map_err(|e| StoreError::io(path.display(), e))
     }
 }
 
