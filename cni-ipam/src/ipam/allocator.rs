@@ -282,12 +282,25 @@ impl<'s> Ipam<'s> {
             .into_iter()
             .filter(|e| e.cidr.addr().is_ipv6() == v6 && pools.iter().any(|p| p.contains_block(&e.cidr)))
             .collect();
+        // Fast path: the first block not marked full; blocks found full on the way get marked in the commit.
+        let mut found_full = Vec::new();
+        for entry in mine.iter().filter(|e| e.confirmed && !e.full) {
+            match self.block(entry.cidr)? {
+                Some((block, rev)) if !block.deleted && block.is_affine_to(&node.name) && block.free() > 0 => {
+                    return self.assign_in(block, rev, owner, None, Some((&node.name, found_full)));
+                }
+                Some((block, _)) if !block.deleted && block.is_affine_to(&node.name) => found_full.push(block.cidr),
+                // Anything odd (interrupted claim, lost affinity) is for the full walk below to settle.
+                _ => break,
+            }
+        }
+        // Full walk, as Calico does: every affine block, finishing interrupted claims and correcting hints.
         let mut owned = 0;
         for entry in &mine {
             if let Some((block, rev)) = self.ensure_affine(entry, pools, node)? {
                 owned += 1;
                 if block.free() > 0 {
-                    return self.assign_in(block, rev, owner, None);
+                    return self.assign_in(block, rev, owner, None, Some((&node.name, Vec::new())));
                 }
             }
         }
@@ -310,7 +323,7 @@ impl<'s> Ipam<'s> {
                     };
                     match self.claim(pool, pool.block_cidr(i), node, Some(owner))? {
                         Claimed::Assigned(a) => return Ok(a),
-                        Claimed::Block(block, rev) if block.free() > 0 => return self.assign_in(block, rev, owner, None),
+                        Claimed::Block(block, rev) if block.free() > 0 => return self.assign_in(block, rev, owner, None, Some((&node.name, Vec::new()))),
                         Claimed::Block(..) | Claimed::Taken => taken.push(i),
                     }
                 }
@@ -326,7 +339,9 @@ impl<'s> Ipam<'s> {
                 if let Some((block, rev)) = self.block(pool.block_cidr(i))? {
                     if !block.deleted && block.free() > 0 {
                         tracing::info!(block = %block.cidr, affinity = ?block.affinity, "borrowing an address");
-                        return self.assign_in(block, rev, owner, None);
+                        let host = block.affinity.as_deref().and_then(|a| a.strip_prefix("host:")).map(str::to_string);
+                        let hints = host.as_deref().map(|h| (h, Vec::new()));
+                        return self.assign_in(block, rev, owner, None, hints);
                     }
                 }
             }
@@ -351,11 +366,15 @@ impl<'s> Ipam<'s> {
             let owner = block.affinity.clone().unwrap_or_else(|| "no host".into());
             return Err(IpamError::StrictAffinityIp { ip, block: cidr.to_string(), owner });
         }
-        self.assign_in(block, rev, owner, Some(ip))
+        let host = block.affinity.as_deref().and_then(|a| a.strip_prefix("host:")).map(str::to_string);
+        let hints = host.as_deref().map(|h| (h, Vec::new()));
+        self.assign_in(block, rev, owner, Some(ip), hints)
     }
 
     /// Takes one address in `block` and records it on the handle: one atomic commit of both records.
-    fn assign_in(&mut self, mut block: Block, rev: Revision, owner: &Owner, ip: Option<IpAddr>) -> Result<Assignment, IpamError> {
+    /// `hints`: the host whose index to keep right and blocks it found full on the way; this block's own hint
+    /// is set from what it holds after the assignment.
+    fn assign_in(&mut self, mut block: Block, rev: Revision, owner: &Owner, ip: Option<IpAddr>, hints: Option<(&str, Vec<IpNet>)>) -> Result<Assignment, IpamError> {
         let ip = match ip {
             None => block.assign_next(owner).ok_or_else(|| IpamError::Internal(format!("block {} is full", block.cidr)))?,
             Some(ip) => {
@@ -365,9 +384,44 @@ impl<'s> Ipam<'s> {
         };
         block.sequence_number += 1;
         let cidr = block.cidr;
-        let ops = [self.handle_increment(owner, cidr)?, Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev }];
+        let mut ops = vec![self.handle_increment(owner, cidr)?, Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev }];
+        if let Some((host, mut full)) = hints {
+            let mut changes: Vec<(IpNet, bool)> = full.drain(..).map(|c| (c, true)).collect();
+            if block.is_affine_to(host) {
+                changes.push((cidr, block.free() == 0));
+            }
+            ops.extend(self.hint_op(host, &changes)?);
+        }
         self.commit(&ops)?;
         Ok(Assignment { ip, block: cidr })
+    }
+
+    /// The host-index write that records `changes` to the `full` hints, if any hint changes.
+    fn hint_op(&self, host: &str, changes: &[(IpNet, bool)]) -> Result<Option<Op>, IpamError> {
+        let (mut hb, rev) = self.host_blocks(host)?;
+        let mut changed = false;
+        for (cidr, full) in changes {
+            changed |= hb.set_full(cidr, *full);
+        }
+        match (changed, rev) {
+            (true, Some(rev)) => Ok(Some(put(Key::HostBlocks(host.to_string()), Some(rev), &hb)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Hint writes for blocks that a release takes from full to not full (at most one per affine host).
+    fn unfull_ops(&self, was_full: &[(IpNet, Option<String>)]) -> Result<Vec<Op>, IpamError> {
+        let mut by_host: BTreeMap<String, Vec<(IpNet, bool)>> = BTreeMap::new();
+        for (cidr, affinity) in was_full {
+            if let Some(host) = affinity.as_deref().and_then(|a| a.strip_prefix("host:")) {
+                by_host.entry(host.to_string()).or_default().push((*cidr, false));
+            }
+        }
+        let mut ops = Vec::new();
+        for (host, changes) in by_host {
+            ops.extend(self.hint_op(&host, &changes)?);
+        }
+        Ok(ops)
     }
 
     /// The write that counts one more address of `block` on the owner's handle.
@@ -560,8 +614,10 @@ impl<'s> Ipam<'s> {
         let mut ops = Vec::new();
         let mut released = 0;
         let mut deleted_blocks = Vec::new();
+        let mut was_full = Vec::new();
         for cidr in h.block.keys().filter_map(|c| c.parse::<IpNet>().ok()) {
             let Some((mut block, rev)) = self.block(cidr)? else { continue };
+            let full_before = block.free() == 0;
             let n = block.release_handle(handle);
             if n == 0 {
                 continue;
@@ -573,9 +629,13 @@ impl<'s> Ipam<'s> {
                 deleted_blocks.push(cidr);
             } else {
                 ops.push(Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev });
+                if full_before {
+                    was_full.push((cidr, block.affinity.clone()));
+                }
             }
         }
         ops.extend(self.unclaim_ops(&deleted_blocks)?);
+        ops.extend(self.unfull_ops(&was_full)?);
         ops.push(Op::Delete { key: hkey, rev: hrev });
         self.commit(&ops)?;
         Ok(released)
@@ -609,6 +669,7 @@ impl<'s> Ipam<'s> {
             let Some(pool) = pools.iter().find(|p| p.cidr.contains(ip)) else { continue };
             let cidr = pool.block_for_ip(*ip);
             let Some((mut block, rev)) = self.block(cidr)? else { continue };
+            let full_before = block.free() == 0;
             let handle = match block.release_ip(*ip, *seq) {
                 Ok(Some(h)) => h,
                 Ok(None) => continue,
@@ -625,6 +686,9 @@ impl<'s> Ipam<'s> {
                 ops.extend(self.unclaim_ops(&[cidr])?);
             } else {
                 ops.push(Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev });
+                if full_before {
+                    ops.extend(self.unfull_ops(&[(cidr, block.affinity.clone())])?);
+                }
             }
             let hkey = Key::Handle(handle);
             if let Some((mut h, hrev)) = self.get::<Handle>(&hkey)? {

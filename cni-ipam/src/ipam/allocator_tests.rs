@@ -334,7 +334,7 @@ fn interrupted_claim_is_finished_by_the_next_add() {
     {
         // State after a process died between the claim's two commits: intent + pending affinity, no block.
         let mut s = store.lock().unwrap();
-        let hb = records::HostBlocks { blocks: vec![records::HostBlock { cidr, confirmed: false }] };
+        let hb = records::HostBlocks { blocks: vec![records::HostBlock { cidr, confirmed: false, full: false }] };
         s.create(&Key::HostBlocks("n1".into()), records::encode(&hb).unwrap()).unwrap();
         s.create(&Key::Affinity { host: "n1".into(), cidr }, records::encode(&records::Affinity::pending()).unwrap())
             .unwrap();
@@ -443,4 +443,26 @@ fn a_conflict_storm_ends_in_code_11_and_writes_nothing() {
     assert_eq!(err.code(), 11, "{err}");
     assert!(err.to_string().contains("gave up after 5 attempts"), "{err}");
     assert_eq!(store.0.commits(), before, "nothing written");
+}
+
+#[test]
+fn a_warm_add_reads_one_block_however_many_the_host_owns() {
+    let store = store_with(vec![pool("p", "10.60.0.0/16", 26)], strict(1000));
+    let first_block = assign(&store, false, "n1", "fill0").unwrap().block;
+    for i in 1..(64 * 12 + 5) {
+        assign(&store, false, "n1", &format!("fill{i}")).unwrap();
+    }
+    let before = store.block_reads();
+    let warm = assign(&store, false, "n1", "warm").unwrap();
+    assert_eq!(store.block_reads() - before, 1, "a warm ADD read more than one block");
+    assert_ne!(warm.block, first_block);
+
+    // Freeing an address in a full block clears its hint in the same commit: the next ADD goes straight
+    // there (blocks are used in claim order), still reading one block.
+    release(&store, "fill0");
+    let before = store.block_reads();
+    let again = assign(&store, false, "n1", "reuse").unwrap();
+    assert_eq!(store.block_reads() - before, 1);
+    assert_eq!(again.block, first_block, "the freed address in the first block is used before later blocks");
+    assert_consistent(&store);
 }

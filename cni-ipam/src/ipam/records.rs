@@ -105,6 +105,8 @@ pub struct PoolNames {
 
 /// Index `/calico-rs/ipam/v1/host/<host>`: the host's affine blocks in claim order. Written before the
 /// affinity (as an intent), so a claim interrupted by a crash is found and finished by the next ADD.
+/// `full` is a hint kept in the same commits that fill or free a block, so a warm ADD reads one block
+/// however many the host owns; a wrong hint costs a slower ADD (the full rescan), never a wrong answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostBlocks {
     pub blocks: Vec<HostBlock>,
@@ -114,6 +116,8 @@ pub struct HostBlocks {
 pub struct HostBlock {
     pub cidr: IpNet,
     pub confirmed: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
 }
 
 impl HostBlocks {
@@ -124,7 +128,18 @@ impl HostBlocks {
     pub fn set(&mut self, cidr: IpNet, confirmed: bool) {
         match self.blocks.iter_mut().find(|b| b.cidr == cidr) {
             Some(b) => b.confirmed = confirmed,
-            None => self.blocks.push(HostBlock { cidr, confirmed }),
+            None => self.blocks.push(HostBlock { cidr, confirmed, full: false }),
+        }
+    }
+
+    /// Sets the `full` hint of `cidr`; true if that changed anything.
+    pub fn set_full(&mut self, cidr: &IpNet, full: bool) -> bool {
+        match self.blocks.iter_mut().find(|b| b.cidr == *cidr) {
+            Some(b) if b.full != full => {
+                b.full = full;
+                true
+            }
+            _ => false,
         }
     }
 

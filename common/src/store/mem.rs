@@ -14,6 +14,8 @@ struct Inner {
     records: BTreeMap<Key, (Value, Revision)>,
     last_rev: Revision,
     commits: u64,
+    /// Block records read so far (tests check that the ADD path reads one block, not all of a host's).
+    block_reads: std::sync::atomic::AtomicU64,
 }
 
 impl MemStore {
@@ -24,6 +26,11 @@ impl MemStore {
     /// Number of successful commits so far (tests use it to count writes).
     pub fn commits(&self) -> u64 {
         self.guard().commits
+    }
+
+    /// Number of block records read so far.
+    pub fn block_reads(&self) -> u64 {
+        self.guard().block_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn guard(&self) -> MutexGuard<'_, Inner> {
@@ -44,6 +51,9 @@ struct MemSession<'a> {
 
 impl Store for MemSession<'_> {
     fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        if key.kind() == Kind::Block {
+            self.inner.block_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(self.inner.records.get(key).map(|(value, rev)| Record { value: value.clone(), rev: *rev }))
     }
 
