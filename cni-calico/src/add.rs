@@ -4,7 +4,8 @@ use crate::config::NetConf;
 use crate::error::Error;
 use crate::dataplane::{self, host_net, Plan, HOST_MAC};
 use crate::{names, open_container_ns};
-use common::cni::{delegate, CniError, CniResult, Command, Interface, IpConfig, Request};
+use crate::ipam;
+use common::cni::{CniError, CniResult, Command, Interface, IpConfig, Request};
 use common::netlink::format_mac;
 
 pub fn add(req: &Request) -> Result<CniResult, CniError> {
@@ -18,7 +19,7 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
     let base = Plan { host_if: host_if.clone(), ifname: ifname.clone(), mtu: conf.mtu(), ips: Vec::new(), allow_ip_forwarding: conf.container_settings.allow_ip_forwarding };
 
     // The IPAM plugin runs while the kernel creates the veth pair; its answer is awaited only when needed.
-    let mut running = Some(delegate::ipam_start(ipam_type, Command::Add, &req.env, &req.stdin)?);
+    let mut running = Some(ipam::start(&conf, Command::Add, req)?);
     let mut allocated: Option<CniResult> = None;
     let wired = dataplane::setup_with(&container_ns, &base, || {
         let ipam = running.take().ok_or_else(|| CniError::internal("IPAM result awaited twice"))?;
@@ -37,7 +38,7 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
             // live attachment's address too; the runtime's DEL frees both later.
             let took = allocated.is_some() || running.take().is_some_and(|r| r.result().is_ok());
             if took && !matches!(e, Error::IfExists(_)) {
-                if let Err(rel) = delegate::ipam_call(ipam_type, Command::Del, &req.env, &req.stdin) {
+                if let Err(rel) = ipam::call(&conf, Command::Del, req) {
                     tracing::error!(error = %rel, "releasing addresses after a failed ADD");
                 }
             }

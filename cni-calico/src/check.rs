@@ -2,11 +2,11 @@
 use crate::config::NetConf;
 use crate::dataplane::{self, Expected};
 use crate::{names, open_container_ns};
-use common::cni::{delegate, CniError, CniResult, Command, Request};
+use crate::ipam;
+use common::cni::{CniError, CniResult, Command, Request};
 
 pub fn check(req: &Request) -> Result<(), CniError> {
     let conf = NetConf::from_request(req)?;
-    let ipam_type = conf.ipam_type()?;
     let prev = conf.prev_result.as_ref().ok_or_else(|| CniError::config("CHECK needs prevResult"))?;
     let prev = CniResult::from_value(prev).map_err(|e| CniError::new(common::cni::code::DECODE, format!("decoding prevResult: {e}")))?;
     let ifname = req.env.ifname();
@@ -28,5 +28,5 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     };
     let container_ns = open_container_ns(netns)?;
     dataplane::verify(&container_ns, &expected).map_err(CniError::from)?;
-    delegate::ipam_call(ipam_type, Command::Check, &req.env, &req.stdin)
+    ipam::call(&conf, Command::Check, req)
 }

@@ -15,6 +15,9 @@ pub struct NetConf {
     pub container_settings: ContainerSettings,
     #[serde(rename = "prevResult")]
     pub prev_result: Option<serde_json::Value>,
+    /// Exec cni-ipam as a separate process instead of running it in-process (see `ipam`).
+    #[serde(default)]
+    pub exec_ipam: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,15 +2,15 @@
 //! The IPAM plugin runs while the kernel tears the veth down (~20 ms of RCU waits), not after it.
 use crate::config::NetConf;
 use crate::dataplane;
-use common::cni::{delegate, CniError, Command, Request};
+use crate::ipam;
+use common::cni::{CniError, Command, Request};
 use common::netns::NetNs;
 
 pub fn del(req: &Request) -> Result<(), CniError> {
     let conf = NetConf::from_request(req)?;
-    let ipam_type = conf.ipam_type()?;
     // Released before the link is gone, as Calico and ptp do; the FIFO reuse of cni-ipam keeps a just-freed
     // address away from the next pod anyway.
-    let ipam = delegate::ipam_start(ipam_type, Command::Del, &req.env, &req.stdin);
+    let ipam = ipam::start(&conf, Command::Del, req);
     let dataplane_result = match &req.env.netns {
         // An empty CNI_NETNS, a netns already gone or no longer a namespace: the veth died with it.
         None => Ok(()),
@@ -22,6 +22,6 @@ pub fn del(req: &Request) -> Result<(), CniError> {
             }
         },
     };
-    let ipam_result = ipam.and_then(|running| running.wait()).map(drop);
+    let ipam_result = ipam.and_then(|pending| pending.wait());
     dataplane_result.and(ipam_result)
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod dataplane;
 pub mod del;
 pub mod error;
+pub mod ipam;
 pub mod names;
 
 use common::cni::{code, delegate, CniError, CniResult, Command, Plugin, Request};
@@ -32,7 +33,7 @@ impl Plugin for Calico {
         let conf = NetConf::from_request(req)?;
         let ipam_type = conf.ipam_type()?;
         delegate::find(ipam_type, &req.env.path).map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg))?;
-        delegate::ipam_call(ipam_type, Command::Status, &req.env, &req.stdin).map_err(|e| match e.code {
+        ipam::call(&conf, Command::Status, req).map_err(|e| match e.code {
             code::NOT_AVAILABLE | code::LIMITED_CONNECTIVITY => e,
             _ => CniError::new(code::NOT_AVAILABLE, format!("IPAM plugin {ipam_type} not ready: {}", e.msg)).with_details(e.details),
         })
@@ -41,7 +42,7 @@ impl Plugin for Calico {
     /// Our host-side state dies with each veth, so GC is the IPAM plugin's: pass the valid attachments on.
     fn gc(&self, req: &Request) -> Result<(), CniError> {
         let conf = NetConf::from_request(req)?;
-        delegate::ipam_call(conf.ipam_type()?, Command::Gc, &req.env, &req.stdin)
+        ipam::call(&conf, Command::Gc, req)
     }
 }
 

@@ -87,7 +87,9 @@ fn ipam_failure_leaves_no_veth_and_exhaustion_is_reported() {
     let mut node = Node::new("exh");
     // A /30 pool with /30 blocks: exactly four addresses.
     ipam_cli(&node, &["pool", "add", "--name", "tiny", "--cidr", "10.121.0.0/30", "--block-size", "30"]);
-    let conf = ipam_conf(&node, "crs-exh", "tiny");
+    // cni-ipam as a separate process here (elsewhere it runs inside cni-calico).
+    let mut conf = ipam_conf(&node, "crs-exh", "tiny");
+    conf["exec_ipam"] = true.into();
     for i in 0..4 {
         let pod = node.pod();
         node.run("cni-calico", "ADD", &format!("full{i}"), Some(&pod), "eth0", &[], &conf).ok();
