@@ -126,6 +126,16 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
     let header = ["contender", "ADD p50 ms", "ADD p90", "ADD p99", "ADD vs ptp", "DEL p50 ms", "DEL p90", "DEL p99", "DEL vs ptp", "peak RSS KiB", "CPU ms/ADD"];
     let mut s = format!("## Sequential ADD and DEL ({pods} pods each, contenders interleaved)\n\n");
     s += &table(&header, &rows);
+    let floor_rss = true_rss();
+    if let (Some(ours), Some(ptp)) = (position(kinds, Kind::CalicoIpam), position(kinds, Kind::PtpHostLocal)) {
+        s += &format!(
+            "\nPeak RSS: {} KiB vs {} KiB ({:.2}x); `/bin/true` measured the same way peaks at {floor_rss} KiB, so above that floor {:.2}x.\n",
+            rss[ours],
+            rss[ptp],
+            rss[ours] as f64 / rss[ptp] as f64,
+            (rss[ours] - floor_rss) as f64 / (rss[ptp] - floor_rss) as f64
+        );
+    }
     if let (Some(calico), Some(floor)) = (position(kinds, Kind::CalicoHostLocal), position(kinds, Kind::Floor)) {
         let best = position(kinds, Kind::CalicoIpam).unwrap_or(calico);
         let a = median(&adds[best].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
@@ -225,6 +235,17 @@ fn growth(levels: &[usize], samples: usize) -> (String, plot::Chart<'static>) {
         table(&["existing allocations", "ADD p50 ms", "ADD p90", "ADD p99", "p50 vs 0"], &rows)
     );
     (md, chart)
+}
+
+/// Peak RSS that GNU time reports for `/bin/true`: the floor of this way of measuring.
+fn true_rss() -> i64 {
+    (0..3)
+        .filter_map(|_| {
+            let out = std::process::Command::new("/usr/bin/time").args(["-f", "%M", "/bin/true"]).output().ok()?;
+            String::from_utf8_lossy(&out.stderr).trim().lines().last()?.trim().parse().ok()
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 fn position(kinds: &[Kind], k: Kind) -> Option<usize> {
