@@ -118,6 +118,10 @@ fn calico_allocations(store: &Path) -> BTreeMap<IpAddr, String> {
     let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(store) else { return out };
     for e in entries.flatten() {
+        // Dot files are the store's own (lock, write-ahead log, spare files holding superseded records).
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
         let Ok(rec) = serde_json::from_str::<Value>(&text) else { continue };
         if !rec["key"].as_str().unwrap_or("").starts_with("/calico/ipam/v2/assignment/") {
