@@ -5,7 +5,7 @@ use crate::ipam::admin::{apply, Resources};
 use crate::ipam::config::IpamConf;
 use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
 use crate::ipam::records::IpamConfig;
-use crate::ipam::{Node, Owner, Pool};
+use crate::ipam::{Owner, Pool};
 use crate::plugin;
 use common::store::{Datastore, FileStore, MemStore};
 use std::collections::BTreeMap;
@@ -58,14 +58,7 @@ pub fn run(flags: &BTreeMap<String, Option<String>>) -> i32 {
 }
 
 fn conf(node: &str) -> IpamConf {
-    IpamConf {
-        assign_ipv4: true,
-        assign_ipv6: false,
-        ipv4_pools: vec![],
-        ipv6_pools: vec![],
-        node: Node { name: node.to_string(), labels: BTreeMap::new() },
-        store: crate::ipam::config::StoreConf::Local("/unused".into()),
-    }
+    IpamConf::v4_for_node(node)
 }
 
 fn owner(handle: String, node: &str) -> Owner {

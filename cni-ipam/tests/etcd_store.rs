@@ -4,25 +4,17 @@
 mod support;
 use cni_ipam::backend::Retry;
 use cni_ipam::ipam::check::check_store;
-use cni_ipam::ipam::config::{IpamConf, StoreConf};
-use cni_ipam::ipam::{Node, Owner};
+use cni_ipam::ipam::config::IpamConf;
+use cni_ipam::ipam::Owner;
 use cni_ipam::plugin;
 use common::store::{Datastore, EtcdStore, Key, Kind, Op};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::etcd::{available, load_pool, Certs, Etcd};
 use support::*;
 
 fn conf(node: &str) -> IpamConf {
-    IpamConf {
-        assign_ipv4: true,
-        assign_ipv6: false,
-        ipv4_pools: vec![],
-        ipv6_pools: vec![],
-        node: Node { name: node.into(), labels: BTreeMap::new() },
-        store: StoreConf::Local("/unused".into()),
-    }
+    IpamConf::v4_for_node(node)
 }
 
 fn owner(handle: &str, node: &str) -> Owner {

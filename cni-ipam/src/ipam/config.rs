@@ -161,6 +161,19 @@ pub struct IpamConf {
 }
 
 impl IpamConf {
+    /// IPv4 from every pool for `node`, with the store given separately: what benchmarks and tests that
+    /// bring their own store use.
+    pub fn v4_for_node(node: &str) -> IpamConf {
+        IpamConf {
+            assign_ipv4: true,
+            assign_ipv6: false,
+            ipv4_pools: vec![],
+            ipv6_pools: vec![],
+            node: Node { name: node.to_string(), labels: BTreeMap::new() },
+            store: StoreConf::Local("/unused".into()),
+        }
+    }
+
     /// Parses the whole network config as received on stdin.
     pub fn parse(config: &serde_json::Value) -> Result<IpamConf, IpamError> {
         let raw: RawNetConf = serde_path_to_error::deserialize(config)
