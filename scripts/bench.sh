@@ -3,7 +3,7 @@
 # then the IPAM allocator alone against 0..60k existing allocations. Writes docs/benchmarks.md and SVG
 # charts next to it (or where --out says). Needs root.
 # Usage: scripts/bench.sh [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000]
-#                         [--growth-samples N] [--out docs/benchmarks.md]
+#                         [--growth-samples N] [--only sequential,burst,growth] [--out docs/benchmarks.md]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh

@@ -16,10 +16,12 @@ struct Opts {
     burst: usize,
     concurrency: Vec<usize>,
     out: Option<String>,
+    /// Sections to run (sequential, burst, growth); all when empty.
+    only: Vec<String>,
 }
 
 fn parse_opts() -> Opts {
-    let mut o = Opts { pods: 200, levels: vec![0, 1000, 10000], growth_samples: 100, burst: 100, concurrency: vec![1, 4, 16], out: None };
+    let mut o = Opts { pods: 200, levels: vec![0, 1000, 10000], growth_samples: 100, burst: 100, concurrency: vec![1, 4, 16], out: None, only: Vec::new() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -29,6 +31,7 @@ fn parse_opts() -> Opts {
             "--burst" => o.burst = val().parse().unwrap_or_else(|_| usage("--burst takes a number")),
             "--concurrency" => o.concurrency = val().split(',').map(|c| c.parse().unwrap_or_else(|_| usage("--concurrency takes 1,4,16"))).collect(),
             "--out" => o.out = Some(val()),
+            "--only" => o.only = val().split(',').map(str::to_string).collect(),
             "--levels" => o.levels = val().split(',').map(|c| c.parse().unwrap_or_else(|_| usage("--levels takes 0,1000,10000"))).collect(),
             "--growth-samples" => o.growth_samples = val().parse().unwrap_or_else(|_| usage("--growth-samples takes a number")),
             _ => usage(&format!("unknown option {a}")),
@@ -38,7 +41,7 @@ fn parse_opts() -> Opts {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--out FILE.md]");
+    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--only sequential,burst,growth] [--out FILE.md]");
     std::process::exit(2)
 }
 
@@ -52,11 +55,17 @@ fn main() {
     if testbed::target_dir().join("cni-ipam").exists() {
         kinds.insert(1, Kind::CalicoIpam);
     }
-    report += &sequential(&kinds, o.pods);
-    let (burst_md, burst_chart) = burst(&kinds, o.burst, &o.concurrency);
-    report += &burst_md;
-    let mut charts = vec![("bench-burst.svg", burst_chart)];
-    if kinds.contains(&Kind::CalicoIpam) {
+    let wanted = |section: &str| o.only.is_empty() || o.only.iter().any(|s| s == section);
+    if wanted("sequential") {
+        report += &sequential(&kinds, o.pods);
+    }
+    let mut charts = Vec::new();
+    if wanted("burst") {
+        let (burst_md, burst_chart) = burst(&kinds, o.burst, &o.concurrency);
+        report += &burst_md;
+        charts.push(("bench-burst.svg", burst_chart));
+    }
+    if kinds.contains(&Kind::CalicoIpam) && wanted("growth") {
         let (growth_md, growth_chart) = growth(&o.levels, o.growth_samples);
         report += &growth_md;
         charts.push(("bench-growth.svg", growth_chart));
