@@ -16,7 +16,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 mkdir -p "$(dirname "$out")"
-cargo build --release --workspace --bins
+source scripts/release.sh
+release_build --workspace --bins
 {
   echo "# Benchmarks"
   echo
@@ -24,13 +25,13 @@ cargo build --release --workspace --bins
   echo "Every plugin is called the same way: env + stdin, from a node network namespace, one process per call."
   echo
 } > "$out.head"
-CRS_PROFILE=release target/release/cni-bench "${args[@]}" --out "$out.body"
+CRS_BIN_DIR="$REL" "$REL/cni-bench" "${args[@]}" --out "$out.body"
 {
   echo "## IPAM alone: allocation latency in-process, by existing allocations"
   echo
   echo "\`cni-ipam bench-alloc --samples 2000\` (60 simulated nodes hold the existing allocations; file = the local store with its fsyncs)."
   echo
-  target/release/cni-ipam bench-alloc --samples 2000
+  "$REL/cni-ipam" bench-alloc --samples 2000
   echo
 } > "$out.ipam"
 cat "$out.head" "$out.body" "$out.ipam" > "$out"

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 echo "== building (release)"
-cargo build --release --quiet -p cni-calico -p cni-ipam
-REL=$PWD/target/release
+source scripts/release.sh
+release_build --quiet -p cni-ipam
 
 T=$(mktemp -d /tmp/calico-rs-demo.XXXXXX)
 NODE=crs-demo-node

@@ -7,7 +7,7 @@ usage() {
   cat <<'EOF'
 usage: scripts/install.sh [options]
 
-Builds release binaries (cargo build --release) and installs cni-calico and cni-ipam.
+Builds release binaries (scripts/release.sh: static on glibc hosts) and installs cni-calico and cni-ipam.
 
   --bin-dir DIR     CNI plugin dir to install into (default /opt/cni/bin; Debian's runtimes
                     look in /usr/lib/cni)
@@ -17,7 +17,8 @@ Builds release binaries (cargo build --release) and installs cni-calico and cni-
   --conf-dir DIR    CNI config dir (default /etc/cni/net.d)
   --force           replace an existing, different config file (the old one is kept as .bak-<time>)
   --no-build        install already built binaries instead of running cargo
-  --from DIR        where the built binaries are (default target/release, or $CARGO_TARGET_DIR/release)
+  --from DIR        where the built binaries are (default: where scripts/release.sh puts them,
+                    target/<host triple>/release)
   --dry-run         print what would be done, change nothing
   -h, --help        this text
 EOF
@@ -48,7 +49,7 @@ say() { echo "install.sh: $*"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 run() { if [ "$dry" = 1 ]; then echo "would run: $*"; else "$@"; fi; }
 
-[ -n "$from" ] || from=${CARGO_TARGET_DIR:-$root/target}/release
+source "$root/scripts/release.sh"
 plugins=(cni-calico cni-ipam)
 
 # Check the config first: a refusal must come before anything is changed.
@@ -67,7 +68,11 @@ fi
 
 if [ "$build" = 1 ]; then
   command -v cargo >/dev/null || die "cargo not found (install Rust, or use --no-build --from DIR)"
-  run cargo build --release --manifest-path "$root/Cargo.toml" -p cni-calico -p cni-ipam
+  if [ "$dry" = 1 ]; then echo "would run: release_build -p cni-calico -p cni-ipam"; else release_build -p cni-ipam; fi
+fi
+if [ -z "$from" ]; then
+  host=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p') || true
+  from=${REL:-${CARGO_TARGET_DIR:-$root/target}/$host/release}
 fi
 for p in "${plugins[@]}"; do
   [ "$dry" = 1 ] || [ -x "$from/$p" ] || die "$from/$p not found or not executable (build first, or --from DIR)"

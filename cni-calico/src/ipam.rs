@@ -1,6 +1,8 @@
 //! Calling the IPAM plugin. Our own `cni-ipam` runs inside this process, on a thread of its own: one process
 //! start per pod instead of two. Any other IPAM plugin (host-local, ...) is exec'd from CNI_PATH as the spec
-//! says; `"exec_ipam": true` in the config execs cni-ipam too.
+//! says; `"exec_ipam": true` in the config execs cni-ipam too, and so does an etcd store when this binary was
+//! built without the `etcd` feature (the default: the etcd client, resolver and TLS would add a third to the
+//! pages every ADD maps, for a store whose round trips dwarf one more exec).
 use crate::config::NetConf;
 use common::cni::{delegate, CniError, CniResult, Command, Plugin, Request};
 
@@ -16,7 +18,7 @@ pub enum Pending {
 /// Starts `command` on the configured IPAM plugin.
 pub fn start(conf: &NetConf, command: Command, req: &Request) -> Result<Pending, CniError> {
     let ipam_type = conf.ipam_type()?;
-    if ipam_type != IN_PROCESS || conf.exec_ipam {
+    if ipam_type != IN_PROCESS || conf.exec_ipam || !cni_ipam::plugin::can_serve(&req.config) {
         return delegate::ipam_start(ipam_type, command, &req.env, &req.stdin).map(Pending::Exec);
     }
     // Still looked up on CNI_PATH, so an install without cni-ipam fails the same way whichever way it runs.

@@ -1,11 +1,16 @@
 //! The store a config names, opened (the local directory or etcd), and how hard an operation retries on it.
 use crate::error::IpamError;
 use crate::ipam::config::StoreConf;
-use common::store::{Datastore, EtcdStore, FileStore, Store, StoreError};
+#[cfg(feature = "etcd")]
+use common::store::EtcdStore;
+use common::store::{Datastore, FileStore, Store, StoreError};
 use std::time::{Duration, Instant};
 
 pub enum Backend {
     Local(FileStore),
+    /// Only with the `etcd` feature: cni-calico's in-process copy leaves the etcd client (and the resolver
+    /// and TLS it pulls in) out, and execs cni-ipam for an etcd config instead.
+    #[cfg(feature = "etcd")]
     Etcd(EtcdStore),
 }
 
@@ -56,7 +61,10 @@ impl Backend {
     pub fn open(conf: &StoreConf) -> Result<Backend, IpamError> {
         Ok(match conf {
             StoreConf::Local(dir) => Backend::Local(FileStore::open(dir)?),
+            #[cfg(feature = "etcd")]
             StoreConf::Etcd(opts) => Backend::Etcd(EtcdStore::open(opts)?),
+            #[cfg(not(feature = "etcd"))]
+            StoreConf::Etcd(_) => return Err(IpamError::Config("this build has no etcd store (cargo feature `etcd`); cni-ipam has it".into())),
         })
     }
 
@@ -65,6 +73,7 @@ impl Backend {
     pub fn begin_operation(&self) -> Retry {
         match self {
             Backend::Local(_) => Retry { attempts: 100, deadline: Instant::now() + Duration::from_secs(60), io: false },
+            #[cfg(feature = "etcd")]
             Backend::Etcd(s) => {
                 let deadline = Instant::now() + s.timeout();
                 s.set_deadline(Some(deadline));
@@ -77,6 +86,7 @@ impl Backend {
     pub fn etcd_requests(&self) -> Option<u64> {
         match self {
             Backend::Local(_) => None,
+            #[cfg(feature = "etcd")]
             Backend::Etcd(s) => Some(s.requests()),
         }
     }
@@ -86,6 +96,7 @@ impl Datastore for Backend {
     fn lock(&self) -> Result<Box<dyn Store + '_>, StoreError> {
         match self {
             Backend::Local(s) => s.lock(),
+            #[cfg(feature = "etcd")]
             Backend::Etcd(s) => s.lock(),
         }
     }

@@ -2,7 +2,7 @@
 //! the whole operation and calls the allocator. `add`/`del`/`gc` below are store-generic for the unit tests.
 use crate::backend::{Backend, Retry};
 use crate::error::IpamError;
-use crate::ipam::config::{requested_ips, IpamConf};
+use crate::ipam::config::{requested_ips, IpamConf, StoreConf};
 use crate::ipam::records::{load, Handle};
 use crate::ipam::{Assignment, Ipam, Now, Owner};
 use common::cni::{code, CniError, CniResult, IpConfig, Plugin, Request, Route};
@@ -41,6 +41,17 @@ impl Plugin for IpamPlugin {
     fn gc(&self, req: &Request) -> Result<(), CniError> {
         cni_gc(req).map_err(CniError::from)
     }
+}
+
+/// Whether this build can serve `config`: the etcd store needs the `etcd` feature and, for https:// members,
+/// `tls`; cni-calico's in-process copy leaves both out and execs cni-ipam for such a config. A config that
+/// does not parse counts as served, so that it fails here with the plugin's own error.
+pub fn can_serve(config: &serde_json::Value) -> bool {
+    let etcd = |v: &serde_json::Value| v.get("datastore_type").and_then(|t| t.as_str()) == Some("etcdv3");
+    if cfg!(feature = "tls") || !(etcd(config) || config.get("ipam").is_some_and(etcd)) {
+        return true;
+    }
+    !IpamConf::parse(config).is_ok_and(|c| matches!(&c.store, StoreConf::Etcd(o) if !cfg!(feature = "etcd") || o.needs_tls()))
 }
 
 pub fn open_store(conf: &IpamConf) -> Result<Backend, IpamError> {
@@ -283,4 +294,31 @@ pub fn valid_attachments(config: &serde_json::Value) -> Result<Option<BTreeSet<S
 pub fn gc(store: &dyn Datastore, network: &str, node: &str, valid: &BTreeSet<String>) -> Result<usize, IpamError> {
     let mut session = store.lock()?;
     Ipam::new(&mut *session)?.gc(network, node, valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::can_serve;
+    use serde_json::json;
+
+    /// What cni-calico's in-process copy (built without `etcd` and `tls`) hands to an exec'd cni-ipam.
+    #[test]
+    fn etcd_configs_are_served_only_by_builds_that_have_etcd() {
+        let ipam = |extra: serde_json::Value| {
+            let mut conf = json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "cni-ipam"}});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                conf["ipam"][k] = v.clone();
+            }
+            conf
+        };
+        assert!(can_serve(&ipam(json!({}))), "the local store is always served");
+        assert!(can_serve(&ipam(json!({"datastore_type": "etcdv3"}))), "a broken etcd config fails here, with its error");
+        let plain = ipam(json!({"datastore_type": "etcdv3", "etcd_endpoints": "http://127.0.0.1:2379"}));
+        assert_eq!(can_serve(&plain), cfg!(feature = "etcd"));
+        let tls = ipam(json!({"datastore_type": "etcdv3", "etcd_endpoints": "https://127.0.0.1:2379", "etcd_ca_cert_file": "/ca.pem"}));
+        assert_eq!(can_serve(&tls), cfg!(feature = "tls"));
+        let mut top = json!({"cniVersion": "1.0.0", "name": "n", "datastore_type": "etcdv3", "etcd_endpoints": "unixs:///run/e.sock"});
+        top["ipam"] = json!({"type": "cni-ipam"});
+        assert_eq!(can_serve(&top), cfg!(feature = "tls"), "etcd keys at the top level count too");
+    }
 }

@@ -31,8 +31,12 @@ pub fn try_ip(args: &[&str]) -> bool {
     Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// Where the workspace's binaries are built (CARGO_TARGET_DIR or ./target, debug unless BENCH_PROFILE says).
+/// Where the workspace's binaries are: CRS_BIN_DIR when set (scripts/release.sh's output), else CARGO_TARGET_DIR or
+/// ./target, debug unless CRS_PROFILE says.
 pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CRS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let base = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));

@@ -36,6 +36,12 @@ pub struct EtcdOptions {
 }
 
 impl EtcdOptions {
+    /// True when talking to these members takes TLS (an https:// or unixs:// endpoint, or certificate files).
+    pub fn needs_tls(&self) -> bool {
+        !self.tls.is_empty() || self.endpoints.iter().any(|e| Endpoint::parse(e).is_ok_and(|e| e.tls))
+    }
+
+
     pub fn new(endpoints: &str) -> EtcdOptions {
         EtcdOptions {
             endpoints: endpoints.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),

@@ -1,14 +1,17 @@
 //! A small synchronous client for etcd v3's JSON gateway (`POST /v3/kv/range`, `/v3/kv/txn`): HTTP/1.1
-//! keep-alive over TCP or a unix socket, TLS with client certificates through rustls (ring). The members are
+//! keep-alive over TCP or a unix socket, TLS with client certificates through rustls (ring; the `tls` feature,
+//! without which https:// endpoints are a configuration error). The members are
 //! tried in order with fail-over on transport errors and on "no leader"-style answers; one deadline bounds
 //! every request, fail-over included. No async runtime, no protoc: a plugin process starts in microseconds.
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+#[cfg(feature = "tls")]
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+#[cfg(feature = "tls")]
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,6 +67,7 @@ impl Endpoint {
     }
 
     /// The name the server certificate must carry: the URL's host, `localhost` for unix sockets.
+    #[cfg(feature = "tls")]
     fn server_name(&self) -> Result<ServerName<'static>, String> {
         let name = match &self.addr {
             Address::Tcp { host, .. } => host.clone(),
@@ -86,7 +90,13 @@ impl TlsFiles {
         self.ca.is_none() && self.cert.is_none() && self.key.is_none()
     }
 
-    fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+    #[cfg(not(feature = "tls"))]
+    fn client_config(&self) -> Result<TlsConfig, String> {
+        Err("this binary was built without TLS support (cargo feature `tls`); use cni-ipam, which has it".into())
+    }
+
+    #[cfg(feature = "tls")]
+    fn client_config(&self) -> Result<TlsConfig, String> {
         let ca = self.ca.as_ref().ok_or("TLS to etcd needs etcd_ca_cert_file (there is no system trust store here)")?;
         let mut roots = rustls::RootCertStore::empty();
         let certs = read_certs(ca)?;
@@ -111,6 +121,12 @@ impl TlsFiles {
     }
 }
 
+#[cfg(feature = "tls")]
+type TlsConfig = rustls::ClientConfig;
+#[cfg(not(feature = "tls"))]
+type TlsConfig = std::convert::Infallible;
+
+#[cfg(feature = "tls")]
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
@@ -143,7 +159,7 @@ pub struct Response {
 pub struct Client {
     endpoints: Vec<Endpoint>,
     timeout: Duration,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<Arc<TlsConfig>>,
     conn: Mutex<Option<Conn>>,
     preferred: AtomicUsize,
     requests: AtomicU64,
@@ -302,6 +318,7 @@ impl Client {
             Address::Unix(path) => Plain::Unix(UnixStream::connect(path)?),
         };
         let stream = match &self.tls {
+            #[cfg(feature = "tls")]
             Some(cfg) if ep.tls => {
                 let name = ep.server_name().map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
                 let tls = rustls::ClientConnection::new(cfg.clone(), name).map_err(|e| io::Error::other(e.to_string()))?;
@@ -369,6 +386,7 @@ impl Write for Plain {
 
 enum Stream {
     Plain(Plain),
+    #[cfg(feature = "tls")]
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Plain>>),
 }
 
@@ -376,6 +394,7 @@ impl Stream {
     fn plain(&self) -> &Plain {
         match self {
             Stream::Plain(p) => p,
+            #[cfg(feature = "tls")]
             Stream::Tls(t) => &t.sock,
         }
     }
@@ -385,6 +404,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(p) => p.read(buf),
+            #[cfg(feature = "tls")]
             Stream::Tls(t) => t.read(buf),
         }
     }
@@ -394,12 +414,14 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(p) => p.write(buf),
+            #[cfg(feature = "tls")]
             Stream::Tls(t) => t.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(p) => p.flush(),
+            #[cfg(feature = "tls")]
             Stream::Tls(t) => t.flush(),
         }
     }
