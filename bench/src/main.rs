@@ -180,8 +180,8 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
         if let (Some(b), Some(a), Some(d)) = (etcd_before, etcd_added, etcd_deleted) {
             let per = |from: std::time::Duration, to: std::time::Duration| ms(to.saturating_sub(from)) / pods as f64;
             s += &format!(
-                " Not in its row (which counts the plugin processes only): etcd's own CPU, {:.2} ms per ADD and {:.2} ms per DEL, \
-                 and its peak RSS, {} KiB.",
+                " Not in its row (which counts the plugin processes only): etcd's own CPU, {:.2} ms per ADD and {:.2} ms per DEL \
+                 (its CPU over each phase, idle ticking included, divided by the pods), and its peak RSS, {} KiB.",
                 per(b.0, a.0),
                 per(a.0, d.0),
                 d.1
