@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Benchmarks pod network ADD/DEL side by side with Debian's ptp + host-local, in namespaces it creates,
-# then the IPAM allocator alone against 0..60k existing allocations. Writes docs/benchmarks.md and SVG
-# charts next to it (or where --out says). Needs root.
+# Benchmarks pod network ADD/DEL side by side with Debian's ptp + host-local, in namespaces it creates (the
+# etcd-store contender against a single-member etcd it starts on a unix socket and removes), then the IPAM
+# allocator alone against 0..60k existing allocations. Writes docs/benchmarks.md and SVG charts next to it
+# (or where --out says). Needs root.
 # Usage: scripts/bench.sh [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000]
 #                         [--growth-samples N] [--only sequential,burst,growth] [--out docs/benchmarks.md]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --bench
 out=docs/benchmarks.md
 args=()
 while [ $# -gt 0 ]; do

@@ -1,13 +1,16 @@
 //! The plugins being compared, all called the same way (env + stdin from the node netns), and the floor:
-//! cni-calico's own netlink sequence run in-process, with no process start at all.
+//! cni-calico's own netlink sequence run in-process, with no process start at all. The etcd contender brings
+//! its own single-member etcd, fresh like the local store's directory, stopped when the contender drops.
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use testbed::etcd::Etcd;
 use testbed::{Node, Outcome};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     CalicoHostLocal,
     CalicoIpam,
+    CalicoIpamEtcd,
     PtpHostLocal,
     Floor,
 }
@@ -18,12 +21,15 @@ pub struct Contender {
     pub conf: Value,
     /// Second octet of this contender's addresses, so contenders never collide.
     pub octet: u8,
+    /// The etcd serving `CalicoIpamEtcd`.
+    pub etcd: Option<Etcd>,
 }
 
 pub fn label(kind: Kind) -> &'static str {
     match kind {
         Kind::CalicoHostLocal => "cni-calico + host-local",
         Kind::CalicoIpam => "cni-calico + cni-ipam (local store)",
+        Kind::CalicoIpamEtcd => "cni-calico + cni-ipam (etcd store)",
         Kind::PtpHostLocal => "ptp + host-local (Debian, reference)",
         Kind::Floor => "floor: cni-calico's netlink ops in-process",
     }
@@ -40,19 +46,30 @@ impl Contender {
     pub fn new(kind: Kind, node: &Node, octet: u8) -> Contender {
         let subnet = format!("10.{octet}.0.0/16");
         let host_local = |net: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": node.path(&format!("ipam-{net}"))});
+        let etcd = (kind == Kind::CalicoIpamEtcd).then(|| Etcd::start(1));
         let conf = match kind {
             Kind::CalicoHostLocal => json!({"cniVersion": "1.0.0", "name": "b-calico-hl", "type": "cni-calico", "ipam": host_local("calico")}),
             Kind::CalicoIpam => json!({"cniVersion": "1.0.0", "name": "b-calico-ipam", "type": "cni-calico",
                 "ipam": {"type": "cni-ipam", "local_store_dir": node.path("store"), "nodename": "bench-node", "ipv4_pools": ["bench"]}}),
+            // Calico's node-local lock (one plugin run at a time per node) is part of the etcd path: kept, in the
+            // node's dir rather than /var/run/calico.
+            Kind::CalicoIpamEtcd => json!({"cniVersion": "1.0.0", "name": "b-calico-etcd", "type": "cni-calico",
+                "ipam": {"type": "cni-ipam", "datastore_type": "etcdv3", "etcd_endpoints": etcd.as_ref().map(Etcd::endpoints_csv),
+                         "ipam_lock_file": node.path("ipam.lock"), "nodename": "bench-node", "ipv4_pools": ["bench"]}}),
             Kind::PtpHostLocal => json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")}),
             Kind::Floor => Value::Null,
         };
-        if kind == Kind::CalicoIpam {
-            ipam_cli(node, &["pool", "add", "--name", "bench", "--cidr", &subnet, "--block-size", "26"]);
+        let store = match &etcd {
+            Some(etcd) => Some(vec!["--etcd-endpoints".into(), etcd.endpoints_csv()]),
+            None if kind == Kind::CalicoIpam => Some(vec!["--store".into(), node.path("store").display().to_string()]),
+            None => None,
+        };
+        if let Some(store) = store {
+            ipam_cli(&store, &["pool", "add", "--name", "bench", "--cidr", &subnet, "--block-size", "26"]);
             // Growth runs put up to 10k addresses on this one node: more blocks than the default 20.
-            ipam_cli(node, &["config", "set", "--strict-affinity", "true", "--max-blocks-per-host", "1000"]);
+            ipam_cli(&store, &["config", "set", "--strict-affinity", "true", "--max-blocks-per-host", "1000"]);
         }
-        Contender { kind, label: label(kind), conf, octet }
+        Contender { kind, label: label(kind), conf, octet, etcd }
     }
 
     /// Allocates `n` addresses through the IPAM plugin alone (no interfaces), as earlier pods of this node
@@ -122,10 +139,10 @@ impl Contender {
     }
 }
 
-fn ipam_cli(node: &Node, args: &[&str]) {
+/// The operator CLI against the contender's store (`store`: its store flags).
+fn ipam_cli(store: &[String], args: &[&str]) {
     let out = std::process::Command::new(testbed::target_dir().join("cni-ipam"))
-        .arg("--store")
-        .arg(node.path("store"))
+        .args(store)
         .args(args)
         .output()
         .expect("cni-ipam");

@@ -1,5 +1,6 @@
 //! cni-bench: pod network setup and teardown, side by side with Debian's reference plugins, in one run.
-//! Contenders alternate pod by pod so machine drift falls on all of them alike. Needs root.
+//! Contenders alternate pod by pod so machine drift falls on all of them alike. Needs root; the etcd-store
+//! contender also needs Debian's etcd-server (scripts/deps.sh --bench), and is left out with a note without it.
 mod contender;
 mod plot;
 mod stats;
@@ -46,6 +47,8 @@ fn usage(msg: &str) -> ! {
 }
 
 fn main() {
+    // Release builds abort on panic: without this a failed run would leave its namespaces and etcd behind.
+    testbed::clean_up_on_panic();
     let o = parse_opts();
     assert!(o.pods <= 60_000 && o.burst <= 60_000, "at most 60000 pods");
     let mut report = String::new();
@@ -54,6 +57,13 @@ fn main() {
     let mut kinds = vec![Kind::CalicoHostLocal, Kind::PtpHostLocal, Kind::Floor];
     if testbed::target_dir().join("cni-ipam").exists() {
         kinds.insert(1, Kind::CalicoIpam);
+        if testbed::etcd::installed() {
+            kinds.insert(2, Kind::CalicoIpamEtcd);
+        } else {
+            let skip = format!("{} left out: {} is not installed (`scripts/deps.sh --bench` installs etcd-server).", contender::label(Kind::CalicoIpamEtcd), testbed::etcd::ETCD);
+            eprintln!("cni-bench: {skip}");
+            report += &format!("{skip}\n\n");
+        }
     }
     let wanted = |section: &str| o.only.is_empty() || o.only.iter().any(|s| s == section);
     if wanted("sequential") {
@@ -90,6 +100,9 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
     let mut adds: Vec<Vec<Sample>> = cs.iter().map(|_| Vec::new()).collect();
     let mut dels: Vec<Vec<Sample>> = cs.iter().map(|_| Vec::new()).collect();
     let mut prevs: Vec<Vec<serde_json::Value>> = cs.iter().map(|_| Vec::new()).collect();
+    // The etcd server's own CPU is no plugin's: read from /proc around each phase, reported apart.
+    let etcd_usage = || cs.iter().find_map(|c| c.etcd.as_ref()).and_then(|e| e.usage(0));
+    let etcd_before = etcd_usage();
     #[allow(clippy::needless_range_loop)] // pod i of every contender in turn: the interleaving is the point
     for i in 0..pods {
         for (c, con) in cs.iter().enumerate() {
@@ -98,11 +111,13 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
             prevs[c].push(prev);
         }
     }
+    let etcd_added = etcd_usage();
     for i in 0..pods {
         for (c, con) in cs.iter().enumerate() {
             dels[c].push(con.del(&node, i, &pod_names[c][i], &prevs[c][i]));
         }
     }
+    let etcd_deleted = etcd_usage();
     // Peak RSS per plugin process, on a few more pods, outside the timed runs.
     let rss: Vec<i64> = cs
         .iter()
@@ -150,6 +165,29 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
         let a = median(&adds[best].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
         let f = median(&adds[floor].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
         s += &format!("\n{} ADD median is {:.2}x the in-process floor.\n", cs[best].label, a / f);
+    }
+    if let (Some(local), Some(etcd)) = (position(kinds, Kind::CalicoIpam), position(kinds, Kind::CalicoIpamEtcd)) {
+        let add = |c: usize| median(&adds[c].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+        let del = |c: usize| median(&dels[c].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+        s += &format!(
+            "\n{}: ADD median {:.2}x, DEL median {:.2}x the local store's. Its etcd is one member (Debian's etcd-server, \
+             default settings, so every write waits for etcd's WAL fsync) on this same machine, reached over a unix \
+             socket, its data dir on the same file system as the local store, started fresh for each table.",
+            cs[etcd].label,
+            add(etcd) / add(local),
+            del(etcd) / del(local)
+        );
+        if let (Some(b), Some(a), Some(d)) = (etcd_before, etcd_added, etcd_deleted) {
+            let per = |from: std::time::Duration, to: std::time::Duration| ms(to.saturating_sub(from)) / pods as f64;
+            s += &format!(
+                " Not in its row (which counts the plugin processes only): etcd's own CPU, {:.2} ms per ADD and {:.2} ms per DEL \
+                 (its CPU over each phase, idle ticking included, divided by the pods), and its peak RSS, {} KiB.",
+                per(b.0, a.0),
+                per(a.0, d.0),
+                d.1
+            );
+        }
+        s += "\n";
     }
     s + "\n"
 }

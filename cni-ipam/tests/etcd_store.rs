@@ -10,8 +10,8 @@ use cni_ipam::plugin;
 use common::store::{Datastore, EtcdStore, Key, Kind, Op};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::etcd::{available, load_pool, Certs, Etcd};
 use support::*;
+use testbed::etcd::{available, Certs, Etcd};
 
 fn conf(node: &str) -> IpamConf {
     IpamConf::v4_for_node(node)

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::etcd::{available, load_pool, Etcd};
+use support::load_pool;
+use testbed::etcd::{available, Etcd};
 use testbed::{root_or_skip, target_dir, Node as Bed};
 
 const NODES: usize = 3;

@@ -4,8 +4,8 @@
 mod support;
 use serde_json::{json, Value};
 use std::process::Command;
-use support::etcd::{available, Etcd};
 use support::*;
+use testbed::etcd::{available, Etcd};
 
 /// `cni-ipam <store flags> <args>` → (exit code, stdout, stderr).
 fn cli(store: &[String], args: &[&str]) -> (i32, String, String) {

@@ -1,15 +1,51 @@
 //! Test and benchmark bed: a "node" netns playing the host (with an uplink, as a real host has), pod netns
 //! as containers, and plugin runs exactly as a runtime does them (env + stdin, IPAM found through CNI_PATH).
 //! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
+pub mod etcd;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+type Undo = Box<dyn Fn() + Send>;
+
+/// What the live guards would undo on drop, for a panic that aborts instead of unwinding (the release profile
+/// sets `panic = "abort"`, so the bench's guards never drop on a panic).
+static LIVE: Mutex<BTreeMap<usize, Undo>> = Mutex::new(BTreeMap::new());
+
+fn arm(undo: Undo) -> usize {
+    static IDS: AtomicUsize = AtomicUsize::new(0);
+    let id = IDS.fetch_add(1, Ordering::SeqCst);
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(id, undo);
+    id
+}
+
+fn disarm(id: usize) {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+}
+
+/// Makes a panic anywhere in this process first print its message, then undo every live guard (namespaces,
+/// etcd members and their dirs). For binaries built with `panic = "abort"`; tests unwind and need not call it.
+pub fn clean_up_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        // try_lock: the panic may have struck while this thread held the lock; skipping beats deadlocking.
+        if let Ok(live) = LIVE.try_lock() {
+            for undo in live.values() {
+                undo();
+            }
+        }
+    }));
+}
 
 /// True when the tests may build namespaces; in CI a missing privilege is a failure, not a skip.
 pub fn root_or_skip(test: &str) -> bool {
@@ -50,6 +86,7 @@ pub struct Node {
     pub pods: Vec<String>,
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
+    cleanup: usize,
 }
 
 impl Node {
@@ -60,7 +97,19 @@ impl Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).expect("bin dir");
-        let node = Node { name, uplink, pods: Vec::new(), dir, bin };
+        let cleanup = arm(Box::new({
+            let (name, uplink, dir) = (name.clone(), uplink.clone(), dir.path().to_path_buf());
+            move || {
+                // Pods are named after the node; list them rather than track them here.
+                let pods = std::fs::read_dir("/run/netns").into_iter().flatten().flatten();
+                let pods = pods.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|p| p.starts_with(&format!("{name}-p")));
+                for ns in pods.chain([uplink.clone(), name.clone()]) {
+                    try_ip(&["netns", "del", &ns]);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }));
+        let node = Node { name, uplink, pods: Vec::new(), dir, bin, cleanup };
         ip(&["netns", "add", &node.name]);
         ip(&["netns", "add", &node.uplink]);
         ip(&["-n", &node.name, "link", "add", "up0", "type", "veth", "peer", "name", "up1", "netns", &node.uplink]);
@@ -205,6 +254,7 @@ impl Drop for Node {
         for p in self.pods.iter().chain([&self.uplink, &self.name]) {
             let _ = try_ip(&["netns", "del", p]);
         }
+        disarm(self.cleanup);
     }
 }
 

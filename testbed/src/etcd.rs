@@ -1,22 +1,28 @@
-//! A throw-away etcd (Debian's etcd-server) for tests: one or three members whose client and peer URLs are
-//! unix sockets in a temp dir, each member in a fresh network namespace of its own (`unshare -n`), so nothing
-//! listens on the machine's interfaces and every node netns can reach the sockets. The guard kills the
-//! members and removes the data dir when dropped, also when the test fails.
+//! A throw-away etcd (Debian's etcd-server) for tests and the bench: one or three members whose client and
+//! peer URLs are unix sockets in a temp dir, each member in a fresh network namespace of its own (`unshare -n`),
+//! so nothing listens on the machine's interfaces and every node netns can reach the sockets. The guard kills
+//! the members and removes the data dir when dropped, also when the test fails; members also die with the
+//! process that started them (parent-death signal), and with `crate::clean_up_on_panic` on a panic that aborts.
 use common::store::etcd::TlsFiles;
 use common::store::{EtcdOptions, EtcdStore, Key};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ETCD: &str = "/usr/bin/etcd";
 
+pub fn installed() -> bool {
+    Path::new(ETCD).exists()
+}
+
 /// True when etcd is installed and we are root (each member runs in a network namespace of its own); in CI
 /// either missing is a failure (scripts/deps.sh --all installs etcd-server).
 pub fn available(test: &str) -> bool {
-    if !testbed::root_or_skip(test) {
+    if !crate::root_or_skip(test) {
         return false;
     }
-    if Path::new(ETCD).exists() {
+    if installed() {
         return true;
     }
     assert!(std::env::var_os("CI").is_none(), "{test} needs etcd-server (scripts/deps.sh --all)");
@@ -28,6 +34,8 @@ pub struct Etcd {
     pub dir: tempfile::TempDir,
     members: Vec<Option<Child>>,
     tls: bool,
+    /// This guard's entry in the panic-time cleanup (see `crate::clean_up_on_panic`).
+    cleanup: Option<usize>,
 }
 
 /// CA, server and client certificates made with the openssl CLI.
@@ -84,7 +92,7 @@ impl Etcd {
     /// cluster serves reads.
     pub fn start_with(members: usize, certs: Option<&Certs>) -> Etcd {
         let dir = tempfile::tempdir().expect("etcd tempdir");
-        let mut etcd = Etcd { dir, members: Vec::new(), tls: certs.is_some() };
+        let mut etcd = Etcd { dir, members: Vec::new(), tls: certs.is_some(), cleanup: None };
         let cluster: Vec<String> = (0..members).map(|i| format!("m{i}=unix://p{i}:1")).collect();
         let scheme = if certs.is_some() { "unixs" } else { "unix" };
         for i in 0..members {
@@ -100,11 +108,17 @@ impl Etcd {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
+            // SAFETY: the closure only makes one async-signal-safe syscall (prctl) between fork and exec.
+            // The signal survives unshare's exec of etcd: a bench killed by Ctrl-C takes its etcd with it.
+            unsafe {
+                c.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
+            }
             if let Some(certs) = certs {
                 c.arg("--cert-file").arg(&certs.server_cert).arg("--key-file").arg(&certs.server_key);
                 c.arg("--client-cert-auth").arg("--trusted-ca-file").arg(&certs.ca);
             }
             etcd.members.push(Some(c.spawn().expect("start etcd")));
+            etcd.arm_cleanup();
         }
         etcd.wait_ready(certs);
         etcd
@@ -165,6 +179,38 @@ impl Etcd {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.arm_cleanup();
+    }
+
+    /// (Re)registers what a panic must undo: the live members' pids (never a reaped one, whose pid may be
+    /// reused) and the data dir.
+    fn arm_cleanup(&mut self) {
+        if let Some(id) = self.cleanup.take() {
+            crate::disarm(id);
+        }
+        let pids: Vec<i32> = self.members.iter().flatten().map(|c| c.id() as i32).collect();
+        let dir = self.dir.path().to_path_buf();
+        self.cleanup = Some(crate::arm(Box::new(move || {
+            for &pid in &pids {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        })));
+    }
+
+    /// CPU time (user + system) and peak RSS (KiB) of a live member so far, from /proc.
+    pub fn usage(&self, member: usize) -> Option<(Duration, i64)> {
+        let pid = self.members.get(member)?.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??.max(1) as u64;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some((Duration::from_millis(ticks * 1000 / hz), hwm))
     }
 }
 
@@ -173,22 +219,11 @@ impl Drop for Etcd {
         for m in 0..self.members.len() {
             self.kill(m);
         }
+        if let Some(id) = self.cleanup.take() {
+            crate::disarm(id);
+        }
         // The TempDir removes the data dirs and sockets after this.
     }
-}
-
-/// Stores one pool (and optionally the IPAM config) the way `cni-ipam pool add` does.
-pub fn load_pool(store: &dyn common::store::Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<cni_ipam::ipam::records::IpamConfig>) {
-    use cni_ipam::ipam::admin::{apply, Resources};
-    use cni_ipam::ipam::pool::{Metadata, PoolResource, PoolSpec};
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: name.into() },
-        spec: PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
-    };
-    let pool = cni_ipam::ipam::Pool::from_resource(&res).expect("pool");
-    apply(&mut *store.lock().expect("lock"), &Resources { pools: vec![pool], config: cfg }).expect("apply pool");
 }
 
 impl Etcd {
