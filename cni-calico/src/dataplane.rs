@@ -7,6 +7,7 @@ use common::netns::NetNs;
 use common::sysctl;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::mpsc;
 
 /// Every host veth carries this MAC; the container only ever ARPs for the gateway.
 pub const HOST_MAC: [u8; 6] = [0xee; 6];
@@ -46,42 +47,64 @@ pub fn setup(container_ns: &NetNs, plan: &Plan) -> Result<Link, Error> {
 }
 
 /// Wires the workload, asking `addresses` for its addresses only once the veth pair exists, so that
-/// address allocation (the IPAM plugin's process) runs while the kernel creates the pair.
+/// address allocation (the IPAM plugin) runs while the kernel creates the pair. The container side (on a
+/// thread in its namespace) and the host side (on this thread) are then configured at the same time.
 /// `base.ips` is ignored. Returns the container link and the plan as wired. On failure nothing it
 /// created is left behind (what `addresses` took is the caller's to give back).
 pub fn setup_with(
     container_ns: &NetNs,
     base: &Plan,
-    addresses: impl FnOnce() -> Result<Vec<IpAddr>, CniError> + Send,
+    addresses: impl FnOnce() -> Result<Vec<IpAddr>, CniError>,
 ) -> Result<(Link, Plan), Error> {
     let host_ns = NetNs::current().ctx(|| "opening host namespace".into())?;
-    let mut host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
+    let host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
     let host_fd = host_ns.fd();
-    let (container, plan) = container_ns
-        .run(|| {
+    // The worker makes the pair and hands the host handle back with the host end's index; then it waits
+    // for the plan. A closed channel on either side means the other side failed.
+    let (pair_tx, pair_rx) = mpsc::channel::<(u32, Netlink)>();
+    let (plan_tx, plan_rx) = mpsc::channel::<Plan>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || -> Result<Link, Error> {
+            let mut host = host;
+            container_ns.enter_for_this_thread().ctx(|| "entering container namespace".into())?;
             let link = create_pair(&mut host, base, host_fd)?;
-            let done = addresses().map_err(Error::from).and_then(|ips| {
-                let plan = Plan { ips, ..base.clone() };
-                configure_container(&link, &plan).map(|()| plan)
-            });
-            match done {
-                Ok(plan) => Ok((link, plan)),
-                Err(e) => {
-                    // Deleting the container end takes the host end with it.
-                    if let Ok(mut nl) = Netlink::open() {
-                        let _ = nl.del_link(link.index);
-                    }
-                    Err(e)
-                }
+            let Some(peer) = link.peer_index else {
+                let _ = Netlink::open().and_then(|mut nl| nl.del_link(link.index));
+                return Err(Error::Check(format!("veth {} reports no peer", base.ifname)));
+            };
+            let _ = pair_tx.send((peer, host));
+            let configured = match plan_rx.recv() {
+                Ok(plan) => configure_container(&link, &plan),
+                Err(_) => Err(Error::Check("host side failed".into())),
+            };
+            if let Err(e) = configured {
+                // Deleting the container end takes the host end (and its routes) with it.
+                let _ = Netlink::open().and_then(|mut nl| nl.del_link(link.index));
+                return Err(e);
             }
-        })
-        .ctx(|| "entering container namespace".into())??;
-    let host_index = container.peer_index.ok_or_else(|| Error::Check(format!("veth {} reports no peer", plan.ifname)))?;
-    if let Err(e) = configure_host(&mut host, host_index, &plan) {
-        let _ = host.del_link(host_index);
-        return Err(e);
-    }
-    Ok((container, plan))
+            Ok(link)
+        });
+        let joined = |w: std::thread::ScopedJoinHandle<'_, Result<Link, Error>>| {
+            w.join().unwrap_or_else(|_| Err(Error::Check("namespace worker thread panicked".into())))
+        };
+        let Ok((peer, mut host)) = pair_rx.recv() else {
+            return joined(worker).map(|link| (link, base.clone()));
+        };
+        let host_side = addresses().map_err(Error::from).and_then(|ips| {
+            let plan = Plan { ips, ..base.clone() };
+            let _ = plan_tx.send(plan.clone());
+            configure_host(&mut host, peer, &plan).map(|()| plan)
+        });
+        drop(plan_tx);
+        match (host_side, joined(worker)) {
+            (Ok(plan), Ok(link)) => Ok((link, plan)),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), _) => {
+                let _ = host.del_link(peer);
+                Err(e)
+            }
+        }
+    })
 }
 
 /// Runs in the container namespace: the veth pair with its host end born in the host namespace, both up.

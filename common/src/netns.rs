@@ -41,6 +41,12 @@ impl NetNs {
         Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
     }
 
+    /// Moves the calling thread into this namespace for good: only for a fresh thread that ends when its
+    /// work here is done (a scoped worker), never for one that is used again. `run` is the general form.
+    pub fn enter_for_this_thread(&self) -> io::Result<()> {
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+    }
+
     /// Runs `f` on a fresh thread that has entered this namespace; the thread ends with `f`,
     /// so no thread is ever reused in the wrong namespace.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
