@@ -127,6 +127,9 @@ impl<'s> Ipam<'s> {
     /// The second read of an ADD: the pools named by the pool index and the blocks of the node's index, so
     /// a node with space in a block needs no further read before its commit.
     pub fn prefetch_for_node(&self, node: &str) -> Result<(), IpamError> {
+        if !self.store.remote() {
+            return Ok(());
+        }
         let names = self.get::<PoolNames>(&Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
         let (hb, _) = self.host_blocks(node)?;
         let mut keys: Vec<Key> = names.into_iter().map(Key::Pool).collect();
@@ -136,6 +139,9 @@ impl<'s> Ipam<'s> {
 
     /// The second read of a DEL: the blocks each handle names.
     pub fn prefetch_handle_blocks(&self, handles: &[String]) -> Result<(), IpamError> {
+        if !self.store.remote() {
+            return Ok(());
+        }
         let mut keys = Vec::new();
         for h in handles {
             if let Some((handle, _)) = self.get::<Handle>(&Key::Handle(h.clone()))? {
@@ -150,21 +156,18 @@ impl<'s> Ipam<'s> {
         &mut *self.store
     }
 
-    fn record(&self, key: &Key) -> Result<Option<Record>, IpamError> {
-        if let Some(r) = self.cache.borrow().get(key) {
-            return Ok(r.clone());
-        }
-        let r = self.store.get(key)?;
-        self.cache.borrow_mut().insert(key.clone(), r.clone());
-        Ok(r)
-    }
-
+    /// Decodes a record (read through the cache) straight from its JSON text.
     fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
-        match self.record(key)? {
+        if !self.cache.borrow().contains_key(key) {
+            let r = self.store.get(key)?;
+            self.cache.borrow_mut().insert(key.clone(), r);
+        }
+        match self.cache.borrow().get(key).and_then(Option::as_ref) {
             None => Ok(None),
-            Some(r) => serde_json::from_value(r.value)
-                .map(|v| Some((v, r.rev)))
-                .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+            Some(r) => {
+                let v = r.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+                Ok(Some((v, r.rev)))
+            }
         }
     }
 
@@ -716,7 +719,7 @@ impl<'s> Ipam<'s> {
         let prefix = format!("{network}.");
         let mut stale = BTreeSet::new();
         for (key, rec) in self.store.list(Kind::Block)? {
-            let block: Block = serde_json::from_value(rec.value)
+            let block: Block = rec.value.decode()
                 .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
             for idx in block.allocations.iter().flatten() {
                 let Some(attr) = block.attributes.get(*idx) else { continue };

@@ -1,25 +1,22 @@
 //! The other stored records: handles, affinities and the IPAM config in Calico's format, plus calico-rs's three
 //! indexes (pool names, a host's blocks, a pool's claimed blocks) and typed load/encode helpers.
 use crate::error::IpamError;
-use common::store::{Key, Revision, Store};
+use common::store::{Json, Key, Revision, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Reads and decodes one record; a record that does not decode is reported as corrupt, naming its key.
 pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
     match store.get(key)? {
         None => Ok(None),
-        Some(r) => serde_json::from_value(r.value)
-            .map(|v| Some((v, r.rev)))
-            .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+        Some(r) => r.value.decode().map(|v| Some((v, r.rev))).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
     }
 }
 
-pub fn encode<T: Serialize>(v: &T) -> Result<Value, IpamError> {
-    serde_json::to_value(v).map_err(|e| IpamError::Internal(format!("encoding record: {e}")))
+pub fn encode<T: Serialize>(v: &T) -> Result<Json, IpamError> {
+    Json::encode(v).map_err(|e| IpamError::Internal(format!("encoding record: {e}")))
 }
 
 /// `/calico/ipam/v2/handle/<id>`: how many addresses the handle holds in each block.
