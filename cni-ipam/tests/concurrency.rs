@@ -47,7 +47,7 @@ fn allocations(store: &std::path::Path) -> Vec<(String, String, String)> {
     let session = fs.lock().expect("lock");
     let mut out = Vec::new();
     for (_, rec) in session.list(Kind::Block).expect("list") {
-        let b: Block = serde_json::from_value(rec.value).expect("block decodes");
+        let b: Block = rec.value.decode().expect("block decodes");
         for (ord, idx) in b.allocations.iter().enumerate() {
             let Some(idx) = idx else { continue };
             let node = b.attributes[*idx].secondary.get("node").cloned().unwrap_or_default();

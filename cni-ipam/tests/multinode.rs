@@ -94,14 +94,14 @@ fn blocks_and_affinities(store: &EtcdStore) -> (Blocks, Vec<(String, String, Str
     let s = store.lock().expect("lock");
     let mut blocks = BTreeMap::new();
     for (_, rec) in s.list(Kind::Block).expect("list blocks") {
-        let b: Block = serde_json::from_value(rec.value).expect("block decodes");
+        let b: Block = rec.value.decode().expect("block decodes");
         let host = b.affinity.clone().unwrap_or_default().trim_start_matches("host:").to_string();
         blocks.insert(b.cidr.to_string(), (host, b));
     }
     let mut affinities = Vec::new();
     for (key, rec) in s.list(Kind::Affinity).expect("list affinities") {
         let Key::Affinity { host, cidr } = key else { continue };
-        let a: Affinity = serde_json::from_value(rec.value).expect("affinity decodes");
+        let a: Affinity = rec.value.decode().expect("affinity decodes");
         affinities.push((host, cidr.to_string(), a.state));
     }
     (blocks, affinities)

@@ -252,7 +252,7 @@ fn pool_delete(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
     let mut used = 0;
     let mut hosts: BTreeMap<String, Vec<ipnet::IpNet>> = BTreeMap::new();
     for (key, rec) in s.list(Kind::Block)? {
-        let b: Block = serde_json::from_value(rec.value).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+        let b: Block = rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
         if !pool.contains_block(&b.cidr) {
             continue;
         }

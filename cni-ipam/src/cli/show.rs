@@ -20,7 +20,7 @@ impl Snapshot {
         let pools = Ipam::new(&mut *session)?.pools()?;
         let mut blocks = Vec::new();
         for (key, rec) in session.list(Kind::Block)? {
-            let b: Block = serde_json::from_value(rec.value).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            let b: Block = rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
             if !b.deleted {
                 blocks.push(b);
             }

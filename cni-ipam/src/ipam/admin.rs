@@ -4,7 +4,7 @@ use super::block::Block;
 use super::pool::{Pool, PoolResource};
 use super::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use crate::error::IpamError;
-use common::store::{Key, Kind, Op, Store};
+use common::store::{Json, Key, Kind, Op, Store};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use serde::Deserialize;
@@ -154,7 +154,7 @@ pub fn rebuild_indexes(store: &mut dyn Store) -> Result<usize, IpamError> {
     let mut blocks = 0;
     for (key, rec) in store.list(Kind::Block)? {
         let block: Block =
-            serde_json::from_value(rec.value).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
         blocks += 1;
         if let Some(pool) = pools.iter().find(|p| p.contains_block(&block.cidr)) {
             let pb = claimed.entry(pool.cidr).or_insert_with(|| PoolBlocks { block_size: pool.block_size, ..Default::default() });
@@ -181,7 +181,7 @@ pub fn rebuild_indexes(store: &mut dyn Store) -> Result<usize, IpamError> {
     Ok(blocks)
 }
 
-fn upsert(store: &dyn Store, key: Key, value: serde_json::Value) -> Result<Op, IpamError> {
+fn upsert(store: &dyn Store, key: Key, value: Json) -> Result<Op, IpamError> {
     Ok(match store.get(&key)? {
         Some(r) => Op::Update { key, value, rev: r.rev },
         None => Op::Create { key, value },

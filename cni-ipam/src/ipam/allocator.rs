@@ -8,9 +8,7 @@
 //! are harmless: every write is compare-and-swap on the revision that was read.
 use super::block::{Block, Now, Owner};
 use super::pool::Pool;
-use super::records::{
-    encode, Affinity, Handle, HostBlock, HostBlocks, IpamConfig, PoolBlocks, PoolNames,
-};
+use super::records::{encode, Affinity, Handle, HostBlock, HostBlocks, HostBlocksView, IpamConfig, PoolBlocks, PoolNames};
 use crate::error::IpamError;
 use common::store::{Key, Kind, Op, Record, Revision, Store};
 use ipnet::IpNet;
@@ -127,6 +125,9 @@ impl<'s> Ipam<'s> {
     /// The second read of an ADD: the pools named by the pool index and the blocks of the node's index, so
     /// a node with space in a block needs no further read before its commit.
     pub fn prefetch_for_node(&self, node: &str) -> Result<(), IpamError> {
+        if !self.store.remote() {
+            return Ok(());
+        }
         let names = self.get::<PoolNames>(&Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
         let (hb, _) = self.host_blocks(node)?;
         let mut keys: Vec<Key> = names.into_iter().map(Key::Pool).collect();
@@ -136,6 +137,9 @@ impl<'s> Ipam<'s> {
 
     /// The second read of a DEL: the blocks each handle names.
     pub fn prefetch_handle_blocks(&self, handles: &[String]) -> Result<(), IpamError> {
+        if !self.store.remote() {
+            return Ok(());
+        }
         let mut keys = Vec::new();
         for h in handles {
             if let Some((handle, _)) = self.get::<Handle>(&Key::Handle(h.clone()))? {
@@ -150,22 +154,45 @@ impl<'s> Ipam<'s> {
         &mut *self.store
     }
 
-    fn record(&self, key: &Key) -> Result<Option<Record>, IpamError> {
-        if let Some(r) = self.cache.borrow().get(key) {
-            return Ok(r.clone());
+    /// Runs `f` on a record, read through the cache.
+    fn with_record<R>(&self, key: &Key, f: impl FnOnce(Option<&Record>) -> R) -> Result<R, IpamError> {
+        if !self.cache.borrow().contains_key(key) {
+            let r = self.store.get(key)?;
+            self.cache.borrow_mut().insert(key.clone(), r);
         }
-        let r = self.store.get(key)?;
-        self.cache.borrow_mut().insert(key.clone(), r.clone());
-        Ok(r)
+        Ok(f(self.cache.borrow().get(key).and_then(Option::as_ref)))
     }
 
+    /// Decodes a record (read through the cache) straight from its JSON text.
     fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
-        match self.record(key)? {
+        self.with_record(key, |r| match r {
             None => Ok(None),
-            Some(r) => serde_json::from_value(r.value)
-                .map(|v| Some((v, r.rev)))
-                .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
-        }
+            Some(r) => {
+                let v = r.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+                Ok(Some((v, r.rev)))
+            }
+        })?
+    }
+
+    /// Decodes the host index as a view borrowing the record's text and hands it to `f`.
+    fn with_host_view<R>(&self, host: &str, f: impl FnOnce(&HostBlocksView) -> R) -> Result<Option<R>, IpamError> {
+        let key = Key::HostBlocks(host.to_string());
+        self.with_record(&key, |r| match r {
+            None => Ok(None),
+            Some(r) => match r.value.decode::<HostBlocksView>() {
+                Ok(view) => Ok(Some(f(&view))),
+                Err(e) => Err(IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+            },
+        })?
+    }
+
+    /// The host's confirmed blocks not marked full, in claim order: what an ADD tries first. Only their CIDRs
+    /// are parsed; one that does not parse is left for the full walk (which reports the index as corrupt).
+    fn open_blocks(&self, host: &str) -> Result<Vec<IpNet>, IpamError> {
+        let open = self.with_host_view(host, |view| {
+            view.blocks.iter().filter(|e| e.confirmed && !e.full).filter_map(|e| e.cidr.parse().ok()).collect()
+        })?;
+        Ok(open.unwrap_or_default())
     }
 
     /// A block record, refused as corrupt unless its invariants hold (the allocator indexes by them).
@@ -276,16 +303,11 @@ impl<'s> Ipam<'s> {
     pub fn auto_assign(&mut self, v6: bool, pools: &[Pool], node: &Node, owner: &Owner) -> Result<Assignment, IpamError> {
         let fam = family(v6);
         // 1. Blocks affine to this host, in claim order. The host index saves listing affinities.
-        let (hb, _) = self.host_blocks(&node.name)?;
-        let mine: Vec<HostBlock> = hb
-            .blocks
-            .into_iter()
-            .filter(|e| e.cidr.addr().is_ipv6() == v6 && pools.iter().any(|p| p.contains_block(&e.cidr)))
-            .collect();
+        let usable = |cidr: &IpNet| cidr.addr().is_ipv6() == v6 && pools.iter().any(|p| p.contains_block(cidr));
         // Fast path: the first block not marked full; blocks found full on the way get marked in the commit.
         let mut found_full = Vec::new();
-        for entry in mine.iter().filter(|e| e.confirmed && !e.full) {
-            match self.block(entry.cidr)? {
+        for cidr in self.open_blocks(&node.name)?.into_iter().filter(usable) {
+            match self.block(cidr)? {
                 Some((block, rev)) if !block.deleted && block.is_affine_to(&node.name) && block.free() > 0 => {
                     return self.assign_in(block, rev, owner, None, Some((&node.name, found_full)));
                 }
@@ -295,6 +317,8 @@ impl<'s> Ipam<'s> {
             }
         }
         // Full walk, as Calico does: every affine block, finishing interrupted claims and correcting hints.
+        let (hb, _) = self.host_blocks(&node.name)?;
+        let mine: Vec<HostBlock> = hb.blocks.into_iter().filter(|e| usable(&e.cidr)).collect();
         let mut owned = 0;
         for entry in &mine {
             if let Some((block, rev)) = self.ensure_affine(entry, pools, node)? {
@@ -398,6 +422,12 @@ impl<'s> Ipam<'s> {
 
     /// The host-index write that records `changes` to the `full` hints, if any hint changes.
     fn hint_op(&self, host: &str, changes: &[(IpNet, bool)]) -> Result<Option<Op>, IpamError> {
+        // Usually nothing changes: find that out on the record's text, without building the index.
+        let wanted: Vec<(String, bool)> = changes.iter().map(|(c, full)| (c.to_string(), *full)).collect();
+        let differs = |view: &HostBlocksView| view.blocks.iter().any(|e| wanted.iter().any(|(c, full)| *c == e.cidr && *full != e.full));
+        if self.with_host_view(host, differs)? != Some(true) {
+            return Ok(None);
+        }
         let (mut hb, rev) = self.host_blocks(host)?;
         let mut changed = false;
         for (cidr, full) in changes {
@@ -716,7 +746,7 @@ impl<'s> Ipam<'s> {
         let prefix = format!("{network}.");
         let mut stale = BTreeSet::new();
         for (key, rec) in self.store.list(Kind::Block)? {
-            let block: Block = serde_json::from_value(rec.value)
+            let block: Block = rec.value.decode()
                 .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
             for idx in block.allocations.iter().flatten() {
                 let Some(attr) = block.attributes.get(*idx) else { continue };

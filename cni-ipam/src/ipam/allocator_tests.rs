@@ -400,9 +400,9 @@ fn corrupt_records_are_errors_not_panics() {
     for m in mutations {
         let mut s = store.lock().unwrap();
         let rec = s.get(&key).unwrap().unwrap();
-        let mut bad = rec.value.clone();
+        let mut bad = rec.value.to_value();
         m(&mut bad);
-        let rev = s.update(&key, bad, rec.rev).unwrap();
+        let rev = s.update(&key, bad.into(), rec.rev).unwrap();
         drop(s);
         let err = assign(&store, false, "n1", "h1").unwrap_err();
         assert_eq!(err.code(), 999, "{err}");

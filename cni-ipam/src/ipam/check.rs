@@ -5,7 +5,7 @@ use super::block::Block;
 use super::pool::Pool;
 use super::records::{Affinity, Handle, HostBlocks, PoolBlocks, PoolNames};
 use crate::error::IpamError;
-use common::store::{Key, Kind, Store};
+use common::store::{Json, Key, Kind, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -18,8 +18,8 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-fn decode<T: DeserializeOwned>(key: &Key, v: serde_json::Value, problems: &mut Vec<String>) -> Option<T> {
-    serde_json::from_value(v).map_err(|e| problems.push(format!("{key}: does not decode: {e}"))).ok()
+fn decode<T: DeserializeOwned>(key: &Key, v: Json, problems: &mut Vec<String>) -> Option<T> {
+    v.decode().map_err(|e| problems.push(format!("{key}: does not decode: {e}"))).ok()
 }
 
 pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {

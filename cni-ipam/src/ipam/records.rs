@@ -1,25 +1,23 @@
 //! The other stored records: handles, affinities and the IPAM config in Calico's format, plus calico-rs's three
 //! indexes (pool names, a host's blocks, a pool's claimed blocks) and typed load/encode helpers.
 use crate::error::IpamError;
-use common::store::{Key, Revision, Store};
+use common::store::{Json, Key, Revision, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Reads and decodes one record; a record that does not decode is reported as corrupt, naming its key.
 pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
     match store.get(key)? {
         None => Ok(None),
-        Some(r) => serde_json::from_value(r.value)
-            .map(|v| Some((v, r.rev)))
-            .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+        Some(r) => r.value.decode().map(|v| Some((v, r.rev))).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
     }
 }
 
-pub fn encode<T: Serialize>(v: &T) -> Result<Value, IpamError> {
-    serde_json::to_value(v).map_err(|e| IpamError::Internal(format!("encoding record: {e}")))
+pub fn encode<T: Serialize>(v: &T) -> Result<Json, IpamError> {
+    Json::encode(v).map_err(|e| IpamError::Internal(format!("encoding record: {e}")))
 }
 
 /// `/calico/ipam/v2/handle/<id>`: how many addresses the handle holds in each block.
@@ -146,6 +144,24 @@ impl HostBlocks {
     pub fn remove(&mut self, cidr: &IpNet) {
         self.blocks.retain(|b| b.cidr != *cidr);
     }
+}
+
+/// The host index as an ADD reads it: entries borrowed from the record's text, CIDRs left as text. A host may
+/// own a thousand blocks and an ADD wants the first one not marked full: this costs a scan of the text, where
+/// `HostBlocks` would build and parse every entry.
+#[derive(Debug, Deserialize)]
+pub struct HostBlocksView<'a> {
+    #[serde(borrow)]
+    pub blocks: Vec<HostBlockView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HostBlockView<'a> {
+    #[serde(borrow)]
+    pub cidr: Cow<'a, str>,
+    pub confirmed: bool,
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// Index `/calico-rs/ipam/v1/poolblocks/<family>/<pool cidr>`: which block indices of the pool have been
@@ -290,6 +306,18 @@ mod tests {
         assert_eq!(ClaimedSet::try_from(v).unwrap(), s);
         assert!(ClaimedSet::try_from(vec!["5-3".to_string()]).is_err());
         assert!(ClaimedSet::try_from(vec!["1-3".to_string(), "2".to_string()]).is_err());
+    }
+
+    #[test]
+    fn host_view_reads_what_the_index_writes() {
+        let mut hb = HostBlocks::default();
+        hb.set("10.0.0.0/26".parse().unwrap(), true);
+        hb.set("10.0.0.64/26".parse().unwrap(), false);
+        hb.set_full(&"10.0.0.0/26".parse().unwrap(), true);
+        let text = encode(&hb).unwrap();
+        let view: HostBlocksView = text.decode().unwrap();
+        let got: Vec<(&str, bool, bool)> = view.blocks.iter().map(|e| (e.cidr.as_ref(), e.confirmed, e.full)).collect();
+        assert_eq!(got, [("10.0.0.0/26", true, true), ("10.0.0.64/26", false, false)]);
     }
 
     #[test]

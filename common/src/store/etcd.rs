@@ -7,7 +7,7 @@
 mod client;
 
 use client::{Client, ClientError, Response};
-use super::{check_distinct, Datastore, Key, Kind, Op, Record, Revision, Store, StoreError};
+use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -154,8 +154,9 @@ fn decode_kv(kv: &Value) -> Result<(String, Record), StoreError> {
     let key = B64.decode(kv["key"].as_str().unwrap_or_default()).map_err(|e| bad("key is not base64", e))?;
     let key = String::from_utf8(key).map_err(|e| bad("key is not UTF-8", e))?;
     let raw = B64.decode(kv["value"].as_str().unwrap_or_default()).map_err(|e| bad("value is not base64", e))?;
-    let value: Value =
-        serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt { path: key.clone(), reason: format!("not JSON: {e}") })?;
+    let not_json = |reason: String| StoreError::Corrupt { path: key.clone(), reason: format!("not JSON: {reason}") };
+    let text = String::from_utf8(raw).map_err(|e| not_json(e.to_string()))?;
+    let value = Json::parse(text).map_err(|e| not_json(e.to_string()))?;
     let rev = num(&kv["mod_revision"]);
     if rev == 0 {
         return Err(StoreError::Corrupt { path: key, reason: "no mod_revision".into() });
@@ -257,11 +258,11 @@ impl Store for EtcdSession<'_> {
             match op {
                 Op::Create { value, .. } => {
                     compare.push(json!({"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}));
-                    success.push(json!({"request_put": {"key": key, "value": B64.encode(value.to_string())}}));
+                    success.push(json!({"request_put": {"key": key, "value": B64.encode(value.as_str())}}));
                 }
                 Op::Update { value, rev, .. } => {
                     compare.push(json!({"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()}));
-                    success.push(json!({"request_put": {"key": key, "value": B64.encode(value.to_string())}}));
+                    success.push(json!({"request_put": {"key": key, "value": B64.encode(value.as_str())}}));
                 }
                 Op::Delete { rev, .. } => {
                     compare.push(json!({"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()}));
@@ -303,7 +304,7 @@ impl Store for EtcdSession<'_> {
 
 fn applied(ops: &[Op], current: &[Option<Record>]) -> bool {
     ops.iter().zip(current).all(|(op, cur)| match (op, cur) {
-        (Op::Create { value, .. } | Op::Update { value, .. }, Some(c)) => c.value == *value,
+        (Op::Create { value, .. } | Op::Update { value, .. }, Some(c)) => c.value.to_value() == value.to_value(),
         (Op::Delete { .. }, None) => true,
         _ => false,
     })
@@ -322,10 +323,10 @@ mod tests {
     #[test]
     fn a_lost_answer_is_recognised_only_when_the_store_holds_exactly_our_writes() {
         let k = Key::Handle("h".into());
-        let ops = [Op::Update { key: k.clone(), value: json!({"a": 1}), rev: 3 }, Op::Delete { key: Key::IpamConfig, rev: 2 }];
-        let ours = Some(Record { value: json!({"a": 1}), rev: 9 });
+        let ops = [Op::Update { key: k.clone(), value: json!({"a": 1}).into(), rev: 3 }, Op::Delete { key: Key::IpamConfig, rev: 2 }];
+        let ours = Some(Record { value: json!({"a": 1}).into(), rev: 9 });
         assert!(applied(&ops, &[ours.clone(), None]));
-        assert!(!applied(&ops, &[Some(Record { value: json!({"a": 2}), rev: 9 }), None]));
-        assert!(!applied(&ops, &[ours, Some(Record { value: json!({}), rev: 2 })]));
+        assert!(!applied(&ops, &[Some(Record { value: json!({"a": 2}).into(), rev: 9 }), None]));
+        assert!(!applied(&ops, &[ours, Some(Record { value: json!({}).into(), rev: 2 })]));
     }
 }

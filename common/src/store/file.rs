@@ -15,11 +15,10 @@
 mod wal;
 
 use super::mem::check_precondition;
-use super::{check_distinct, Datastore, Key, Kind, Op, Record, Revision, Store, StoreError};
+use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -43,12 +42,21 @@ pub struct FileStore {
     boot: Option<BootId>,
 }
 
-/// What a record file holds: the key it belongs to (checked on read), its revision and the value.
+/// What a record file holds: the key it belongs to (checked on read), its revision and the value (kept as
+/// text: the reader decodes it into its own type).
 #[derive(Serialize, Deserialize)]
 struct FileRecord {
     key: String,
     revision: Revision,
-    value: Value,
+    value: Json,
+}
+
+/// A `FileRecord` to write, borrowing its parts.
+#[derive(Serialize)]
+struct NewRecord<'a> {
+    key: &'a str,
+    revision: Revision,
+    value: &'a Json,
 }
 
 /// The pre-log journal format.
@@ -151,6 +159,10 @@ struct FileSession<'a> {
     broken: bool,
     /// Which `SPARES` exist, as far as this session knows (`None`: not looked yet).
     spares: Cell<[Option<bool>; 2]>,
+    /// The revision (None: absent) of every record file this session has read or written. Nobody else writes
+    /// while the session holds the lock, so a commit checks its preconditions here instead of reading the
+    /// records again.
+    revisions: RefCell<HashMap<String, Option<Revision>>>,
     /// Held for the whole session; closing the file releases the flock (also when the process dies).
     _lock: File,
 }
@@ -167,7 +179,15 @@ impl<'a> FileSession<'a> {
             // A new store, or one written before the log existed (all its records were fsynced).
             None => (Log::create(dir, boot, 0, sync).map_err(log_err)?, State::Clean),
         };
-        let mut s = FileSession { dir, sync, log, broken: false, spares: Cell::new([None; 2]), _lock: lock };
+        let mut s = FileSession {
+            dir,
+            sync,
+            log,
+            broken: false,
+            spares: Cell::new([None; 2]),
+            revisions: RefCell::new(HashMap::new()),
+            _lock: lock,
+        };
         match state {
             State::Clean => {}
             State::Unapplied(frame) => {
@@ -213,7 +233,10 @@ impl<'a> FileSession<'a> {
         let path = self.path(name);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.revisions.borrow_mut().insert(name.to_string(), None);
+                return Ok(None);
+            }
             Err(e) => return Err(StoreError::io(path.display(), e)),
         };
         let rec: FileRecord = serde_json::from_slice(&bytes)
@@ -224,7 +247,16 @@ impl<'a> FileSession<'a> {
                 reason: format!("record names key {} at revision {}", rec.key, rec.revision),
             });
         }
+        self.revisions.borrow_mut().insert(name.to_string(), Some(rec.revision));
         Ok(Some(rec))
+    }
+
+    /// The record's current revision: known if this session read or wrote it, else read.
+    fn revision(&self, name: &str) -> Result<Option<Revision>, StoreError> {
+        if let Some(rev) = self.revisions.borrow().get(name) {
+            return Ok(*rev);
+        }
+        Ok(self.read(name)?.map(|r| r.revision))
     }
 
     fn mark_spare(&self, slot: usize, present: bool) {
@@ -337,6 +369,11 @@ impl<'a> FileSession<'a> {
 
     /// Logs, makes durable and applies one commit's changes.
     fn commit_changes(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut known = self.revisions.borrow_mut();
+        for c in changes {
+            known.remove(c.name());
+        }
+        drop(known);
         let len = match self.log.append(changes, self.sync) {
             Ok(len) => len,
             Err(e) => {
@@ -439,13 +476,13 @@ impl Store for FileSession<'_> {
         for op in ops {
             let key = op.key();
             let name = name_for(key)?;
-            let current = self.read(&name)?.map(|r| r.revision);
+            let current = self.revision(&name)?;
             check_precondition(op, current)?;
             changes.push(match op {
                 Op::Create { value, .. } | Op::Update { value, .. } => {
                     let revision = next_revision(current);
                     revs.push(revision);
-                    let rec = FileRecord { key: key.path(), revision, value: value.clone() };
+                    let rec = NewRecord { key: &key.path(), revision, value };
                     let content = serde_json::to_vec(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
                     Change::Put { name, content }
                 }
@@ -457,10 +494,15 @@ impl Store for FileSession<'_> {
         }
         if !changes.is_empty() {
             self.commit_changes(&changes)?;
+            let mut known = self.revisions.borrow_mut();
+            for (c, rev) in changes.iter().zip(&revs) {
+                known.insert(c.name().to_string(), (*rev != 0).then_some(*rev));
+            }
         }
         Ok(revs)
     }
 }
+
 
 #[derive(Clone, Copy)]
 enum Rename {

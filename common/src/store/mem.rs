@@ -1,6 +1,5 @@
 //! In-memory store for unit tests: same CAS semantics as the file store, a mutex as the node lock.
-use super::{check_distinct, Datastore, Key, Kind, Op, Record, Revision, Store, StoreError};
-use serde_json::Value;
+use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -11,7 +10,7 @@ pub struct MemStore {
 
 #[derive(Default)]
 struct Inner {
-    records: BTreeMap<Key, (Value, Revision)>,
+    records: BTreeMap<Key, (Json, Revision)>,
     last_rev: Revision,
     commits: u64,
     /// Block records read so far (tests check that the ADD path reads one block, not all of a host's).
@@ -114,14 +113,14 @@ mod tests {
         let store = MemStore::new();
         let mut s = store.lock().unwrap();
         let k = Key::Handle("h".into());
-        let r1 = s.create(&k, json!({"a": 1})).unwrap();
-        assert!(s.create(&k, json!({})).unwrap_err().is_conflict());
-        let r2 = s.update(&k, json!({"a": 2}), r1).unwrap();
-        assert!(s.update(&k, json!({"a": 3}), r1).unwrap_err().is_conflict());
+        let r1 = s.create(&k, json!({"a": 1}).into()).unwrap();
+        assert!(s.create(&k, json!({}).into()).unwrap_err().is_conflict());
+        let r2 = s.update(&k, json!({"a": 2}).into(), r1).unwrap();
+        assert!(s.update(&k, json!({"a": 3}).into(), r1).unwrap_err().is_conflict());
         assert!(s.delete(&k, r1).unwrap_err().is_conflict());
         // A failed multi-op commit changes nothing.
         let k2 = Key::Handle("h2".into());
-        let err = s.commit(&[Op::Create { key: k2.clone(), value: json!(1) }, Op::Delete { key: k.clone(), rev: r1 }]);
+        let err = s.commit(&[Op::Create { key: k2.clone(), value: json!(1).into() }, Op::Delete { key: k.clone(), rev: r1 }]);
         assert!(err.unwrap_err().is_conflict());
         assert!(s.get(&k2).unwrap().is_none());
         s.delete(&k, r2).unwrap();

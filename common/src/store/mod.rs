@@ -6,6 +6,8 @@ pub mod file;
 pub mod mem;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
 
@@ -19,8 +21,65 @@ pub type Revision = u64;
 /// A record and the revision it was read at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    pub value: Value,
+    pub value: Json,
     pub rev: Revision,
+}
+
+/// A record's value as JSON text, checked to be well-formed when it was made. Readers decode it straight into
+/// their typed structs: no `serde_json::Value` tree is built in between, and a copy is one string.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Json(Box<RawValue>);
+
+impl Json {
+    pub fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Json, serde_json::Error> {
+        serde_json::value::to_raw_value(v).map(Json)
+    }
+
+    /// Checks that `s` is one JSON value.
+    pub fn parse(s: String) -> Result<Json, serde_json::Error> {
+        RawValue::from_string(s).map(Json)
+    }
+
+    pub fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value as a tree, for callers that edit records they do not know the type of (tests, tools).
+    pub fn to_value(&self) -> Value {
+        // Well-formed by construction, so this only fails on nesting deeper than serde_json's limit.
+        self.decode().unwrap_or(Value::Null)
+    }
+}
+
+impl From<Value> for Json {
+    fn from(v: Value) -> Json {
+        Json(serde_json::value::to_raw_value(&v).unwrap_or_else(|_| unreachable!("a Value always serialises")))
+    }
+}
+
+/// Same text; two encodings of equal values may differ (as etcd compares values too).
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+/// Equal as values, whatever the spacing and key order of the text.
+impl PartialEq<Value> for Json {
+    fn eq(&self, other: &Value) -> bool {
+        self.decode::<Value>().is_ok_and(|v| v == *other)
+    }
+}
+
+impl fmt::Debug for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a record is about. `path()` gives Calico's etcd key (or, for the three indexes that Calico does not
@@ -178,9 +237,9 @@ impl fmt::Display for Key {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Fails unless the key is absent.
-    Create { key: Key, value: Value },
+    Create { key: Key, value: Json },
     /// Fails unless the key is present at exactly `rev`.
-    Update { key: Key, value: Value, rev: Revision },
+    Update { key: Key, value: Json, rev: Revision },
     /// Fails unless the key is present at exactly `rev`.
     Delete { key: Key, rev: Revision },
 }
@@ -234,10 +293,10 @@ pub trait Store {
     /// Applies `ops` atomically; returns the new revision of each op's key (0 for deletes).
     fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, StoreError>;
 
-    fn create(&mut self, key: &Key, value: Value) -> Result<Revision, StoreError> {
+    fn create(&mut self, key: &Key, value: Json) -> Result<Revision, StoreError> {
         Ok(self.commit(&[Op::Create { key: key.clone(), value }])?[0])
     }
-    fn update(&mut self, key: &Key, value: Value, rev: Revision) -> Result<Revision, StoreError> {
+    fn update(&mut self, key: &Key, value: Json, rev: Revision) -> Result<Revision, StoreError> {
         Ok(self.commit(&[Op::Update { key: key.clone(), value, rev }])?[0])
     }
     fn delete(&mut self, key: &Key, rev: Revision) -> Result<(), StoreError> {

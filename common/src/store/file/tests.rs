@@ -1,7 +1,13 @@
 //! Tests of the local store: records, names and locking, then the log (torn frames, killed processes,
 //! power loss, checkpoints).
 use super::*;
-use serde_json::json;
+
+/// `serde_json::json!`, as a record value.
+macro_rules! json {
+    ($($t:tt)+) => {
+        Json::from(serde_json::json!($($t)+))
+    };
+}
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().mode() & 0o777
@@ -85,6 +91,30 @@ fn cas_conflicts_and_atomic_commits() {
     assert!(s.create(&k, json!(2)).unwrap() > revs[1]);
 }
 
+/// A commit checks its preconditions against the revisions the session read and wrote, not the files; a new
+/// session reads the files again.
+#[test]
+fn a_session_checks_commits_against_what_it_read_and_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::open(tmp.path().join("s")).unwrap();
+    let mut s = store.lock().unwrap();
+    let k = Key::Handle("h".into());
+    assert!(s.get(&k).unwrap().is_none());
+    assert!(s.update(&k, json!(0), 5).unwrap_err().is_conflict(), "absent");
+    let r1 = s.create(&k, json!(1)).unwrap();
+    assert!(s.create(&k, json!(2)).unwrap_err().is_conflict(), "created");
+    let r2 = s.update(&k, json!(2), r1).unwrap();
+    assert!(s.update(&k, json!(3), r1).unwrap_err().is_conflict(), "stale");
+    s.delete(&k, r2).unwrap();
+    assert!(s.delete(&k, r2).unwrap_err().is_conflict(), "deleted");
+    let r3 = s.create(&k, json!(4)).unwrap();
+    drop(s);
+    let mut s = store.lock().unwrap();
+    assert!(s.update(&k, json!(5), r2).unwrap_err().is_conflict());
+    let r4 = s.update(&k, json!(5), r3).unwrap();
+    assert_eq!(s.get(&k).unwrap().unwrap(), Record { value: json!(5), rev: r4 });
+}
+
 #[test]
 fn interrupted_journal_is_finished_by_the_next_session() {
     let tmp = tempfile::tempdir().unwrap();
@@ -93,7 +123,7 @@ fn interrupted_journal_is_finished_by_the_next_session() {
     let (a, b) = (Key::Handle("a".into()), Key::Handle("b".into()));
     let ra = store.lock().unwrap().create(&a, json!("old")).unwrap();
     // Simulate a process killed right after the commit point: journal present, records untouched.
-    let content = |k: &Key, v: Value| Some(serde_json::to_string(&FileRecord { key: k.path(), revision: ra + 10, value: v }).unwrap());
+    let content = |k: &Key, v: Json| Some(serde_json::to_string(&FileRecord { key: k.path(), revision: ra + 10, value: v }).unwrap());
     let j = Journal {
         ops: vec![
             JournalOp { name: encode_name(&a.path()), expect: Some(ra), content: content(&a, json!("new")) },
@@ -136,7 +166,7 @@ fn sessions_exclude_each_other_across_threads() {
                 for _ in 0..25 {
                     let mut s = store.lock().unwrap();
                     let r = s.get(&k).unwrap().unwrap();
-                    let n = r.value.as_u64().unwrap();
+                    let n: u64 = r.value.decode().unwrap();
                     // Without mutual exclusion some of these updates would conflict.
                     s.update(&k, json!(n + 1), r.rev).unwrap();
                 }
@@ -166,7 +196,7 @@ fn hint(store: &FileStore) -> Hint {
     Log::open(&store.dir, store.boot).unwrap().unwrap().0.hint
 }
 
-fn record(k: &Key, revision: Revision, value: Value) -> Vec<u8> {
+fn record(k: &Key, revision: Revision, value: Json) -> Vec<u8> {
     serde_json::to_vec(&FileRecord { key: k.path(), revision, value }).unwrap()
 }
 
