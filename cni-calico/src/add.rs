@@ -21,9 +21,13 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
     // The IPAM plugin runs while the kernel creates the veth pair; its answer is awaited only when needed.
     let mut running = Some(ipam::start(&conf, Command::Add, req)?);
     let mut allocated: Option<CniResult> = None;
+    // Waited for when `add` returns: the in-process IPAM finishes its store session while the pod is wired.
+    let mut settle = None;
     let wired = dataplane::setup_with(&container_ns, &base, || {
         let ipam = running.take().ok_or_else(|| CniError::internal("IPAM result awaited twice"))?;
-        let ipam = allocated.insert(ipam.result()?);
+        let (result, rest) = ipam.result_early()?;
+        settle = Some(rest);
+        let ipam = allocated.insert(result);
         if ipam.ips.is_empty() {
             return Err(CniError::internal(format!("IPAM plugin {ipam_type} returned no IP addresses")));
         }
@@ -37,6 +41,7 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
             // repeated ADD of a live attachment, and IPAM releases by handle, so a release would take the
             // live attachment's address too; the runtime's DEL frees both later.
             let took = allocated.is_some() || running.take().is_some_and(|r| r.result().is_ok());
+            drop(settle);
             if took && !matches!(e, Error::IfExists(_)) {
                 if let Err(rel) = ipam::call(&conf, Command::Del, req) {
                     tracing::error!(error = %rel, "releasing addresses after a failed ADD");

@@ -18,7 +18,7 @@ pub struct IpamPlugin;
 
 impl Plugin for IpamPlugin {
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
-        cni_add(req).map_err(CniError::from)
+        cni_add(req, &mut |_| {}).map_err(CniError::from)
     }
 
     fn del(&self, req: &Request) -> Result<(), CniError> {
@@ -99,20 +99,31 @@ fn owner_for(req: &Request, node: &str) -> Owner {
     Owner { handle: handle_id(&req.name, req.env.container_id()), attrs }
 }
 
-fn cni_add(req: &Request) -> Result<CniResult, IpamError> {
+/// ADD that hands its result to `early` as soon as the allocation is durable, before the store session ends
+/// (record files written, lock released): cni-calico's in-process call wires the pod meanwhile.
+pub fn add_early(req: &Request, early: &mut dyn FnMut(&CniResult)) -> Result<CniResult, CniError> {
+    cni_add(req, early).map_err(CniError::from)
+}
+
+fn cni_add(req: &Request, early: &mut dyn FnMut(&CniResult)) -> Result<CniResult, IpamError> {
     let conf = IpamConf::parse(&req.config)?;
     let requested = requested_ips(req.env.arg("IP"))?;
     let store = open_store(&conf)?;
     let retry = store.begin_operation();
-    let got = add_with(&store, retry, &conf, &owner_for(req, &conf.node.name), &requested);
-    report_requests(&store);
-    let got = got?;
-    Ok(CniResult {
+    let mut session = store.lock()?;
+    let got = add_in(&mut *session, retry, &conf, &owner_for(req, &conf.node.name), &requested);
+    let result = got.map(|got| CniResult {
         cni_version: req.cni_version.clone(),
         ips: got.iter().map(|a| IpConfig { address: a.address(), gateway: None, interface: None }).collect(),
         routes: got.iter().map(|a| Route::to(a.block)).collect(),
         ..Default::default()
-    })
+    });
+    if let Ok(r) = &result {
+        early(r);
+    }
+    drop(session);
+    report_requests(&store);
+    result
 }
 
 /// Assigns the requested addresses, or one per enabled family. All or nothing: if a later family fails, the
@@ -125,10 +136,14 @@ pub fn add(store: &dyn Datastore, conf: &IpamConf, owner: &Owner, requested: &[I
 /// A conflict storm ends in a code-11 error after `retry.attempts`; nothing is handed out twice, because
 /// every attempt commits with compare-and-swap.
 pub fn add_with(store: &dyn Datastore, retry: Retry, conf: &IpamConf, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Assignment>, IpamError> {
-    let mut session = store.lock()?;
+    add_in(&mut *store.lock()?, retry, conf, owner, requested)
+}
+
+/// `add_with` inside a session the caller holds.
+fn add_in(session: &mut dyn Store, retry: Retry, conf: &IpamConf, owner: &Owner, requested: &[IpAddr]) -> Result<Vec<Assignment>, IpamError> {
     let mut held_before = None;
     for attempt in 1.. {
-        match add_once(&mut *session, conf, owner, requested, &mut held_before) {
+        match add_once(session, conf, owner, requested, &mut held_before) {
             Err(e) if retry.again(attempt, &e) => continue,
             Err(e) if e.is_conflict() => return Err(IpamError::Busy { attempts: attempt, last: e.to_string() }),
             done => return done,

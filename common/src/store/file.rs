@@ -6,7 +6,10 @@
 //! the whole new content of every record it changes and `fdatasync`s the log: that is the commit point and
 //! its only flush. It then writes the record files without fsync, each to a spare file swapped into place
 //! (rename, or `RENAME_EXCHANGE` over an existing record), so sessions read them from the page cache, which
-//! a killed process does not lose, and notes in the log's hint that the frame is applied. Once the frames since the last checkpoint pass `CHECKPOINT_AT` bytes, a checkpoint fsyncs every
+//! a killed process does not lose, and notes in the log's hint that the frame is applied. That second step
+//! waits for the session's next commit or its end, so a caller can hand out what it committed meanwhile
+//! (the session reads its own pending changes). Once the frames since the last checkpoint pass
+//! `CHECKPOINT_AT` bytes, a checkpoint fsyncs every
 //! record file they touched and the directory, and new frames start again at the front of the log.
 //! Recovery, when a session opens: in the same boot, a frame after the hint (a process killed mid-commit) is
 //! made durable and applied; after a reboot (the hint names another boot id) or with a damaged hint, every
@@ -163,6 +166,10 @@ struct FileSession<'a> {
     /// while the session holds the lock, so a commit checks its preconditions here instead of reading the
     /// records again.
     revisions: RefCell<HashMap<String, Option<Revision>>>,
+    /// The last commit's changes while they are durable in the log but not yet in the record files (and its
+    /// frame length): applied by the next commit, `list` or the end of the session, so that a caller can
+    /// hand out what it committed first. Reads see them here.
+    pending: RefCell<Option<(Vec<Change>, u64)>>,
     /// Held for the whole session; closing the file releases the flock (also when the process dies).
     _lock: File,
 }
@@ -186,6 +193,7 @@ impl<'a> FileSession<'a> {
             broken: false,
             spares: Cell::new([None; 2]),
             revisions: RefCell::new(HashMap::new()),
+            pending: RefCell::new(None),
             _lock: lock,
         };
         match state {
@@ -230,6 +238,16 @@ impl<'a> FileSession<'a> {
 
     fn read(&self, name: &str) -> Result<Option<FileRecord>, StoreError> {
         self.usable()?;
+        if let Some((changes, _)) = &*self.pending.borrow() {
+            match changes.iter().find(|c| c.name() == name) {
+                Some(Change::Put { content, .. }) => {
+                    let rec = serde_json::from_slice(content).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    return Ok(Some(rec));
+                }
+                Some(Change::Delete { .. }) => return Ok(None),
+                None => {}
+            }
+        }
         let path = self.path(name);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -367,21 +385,32 @@ impl<'a> FileSession<'a> {
         File::open(self.dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(self.dir.display(), e))
     }
 
-    /// Logs, makes durable and applies one commit's changes.
-    fn commit_changes(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+    /// Logs and makes durable one commit's changes; `settle` applies them.
+    fn commit_changes(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.settle()?;
         let mut known = self.revisions.borrow_mut();
-        for c in changes {
+        for c in &changes {
             known.remove(c.name());
         }
         drop(known);
-        let len = match self.log.append(changes, self.sync) {
+        let len = match self.log.append(&changes, self.sync) {
             Ok(len) => len,
             Err(e) => {
                 self.broken = true;
                 return Err(self.log_io(e));
             }
         };
-        if let Err(e) = self.apply(changes) {
+        // Durable from here on: the record files follow in `settle`.
+        *self.pending.get_mut() = Some((changes, len));
+        Ok(())
+    }
+
+    /// Applies the last commit to the record files (see `pending`). A failure leaves the session unusable;
+    /// the change is in the log either way, and the next session applies it.
+    fn settle(&mut self) -> Result<(), StoreError> {
+        self.usable()?;
+        let Some((changes, len)) = self.pending.get_mut().take() else { return Ok(()) };
+        if let Err(e) = self.apply(&changes) {
             self.broken = true;
             return Err(e);
         }
@@ -432,7 +461,8 @@ impl<'a> FileSession<'a> {
             }
         }
         if !changes.is_empty() {
-            self.commit_changes(&changes)?;
+            self.commit_changes(changes)?;
+            self.settle()?;
         }
         // Should a power loss bring it back, its ops no longer match any record's revision.
         fs::remove_file(&path).map_err(|e| StoreError::io(path.display(), e))
@@ -449,10 +479,19 @@ impl Store for FileSession<'_> {
         self.usable()?;
         let prefix = encode_name(kind.prefix());
         let entries = fs::read_dir(self.dir).map_err(|e| StoreError::io(self.dir.display(), e))?;
-        let mut out = Vec::new();
+        let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io(self.dir.display(), e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            names.extend(entry.file_name().to_str().map(str::to_string));
+        }
+        // Records the last commit creates are in no file yet (`read` sees the pending content of the rest).
+        if let Some((changes, _)) = &*self.pending.borrow() {
+            names.extend(changes.iter().filter(|c| matches!(c, Change::Put { .. })).map(|c| c.name().to_string()));
+            names.sort_unstable();
+            names.dedup();
+        }
+        let mut out = Vec::new();
+        for name in names {
             if !name.starts_with(&prefix) {
                 continue;
             }
@@ -493,16 +532,27 @@ impl Store for FileSession<'_> {
             });
         }
         if !changes.is_empty() {
-            self.commit_changes(&changes)?;
+            let names: Vec<String> = changes.iter().map(|c| c.name().to_string()).collect();
+            self.commit_changes(changes)?;
             let mut known = self.revisions.borrow_mut();
-            for (c, rev) in changes.iter().zip(&revs) {
-                known.insert(c.name().to_string(), (*rev != 0).then_some(*rev));
+            for (name, rev) in names.into_iter().zip(&revs) {
+                known.insert(name, (*rev != 0).then_some(*rev));
             }
         }
         Ok(revs)
     }
 }
 
+
+impl Drop for FileSession<'_> {
+    fn drop(&mut self) {
+        if self.pending.get_mut().is_some() {
+            if let Err(e) = self.settle() {
+                tracing::warn!(error = %e, "store commit not applied to its record file; the next session will");
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Rename {

@@ -375,21 +375,20 @@ fn checkpoint_syncs_and_restarts_the_log_without_losing_replays() {
     let dir = tmp.path().join("s");
     let store = FileStore::open(&dir).unwrap();
     let (big, small) = (Key::Handle("big".into()), Key::Handle("small".into()));
-    let mut s = store.lock().unwrap();
-    let mut rev = s.create(&big, json!(0)).unwrap();
+    // One session per commit: a session applies its last commit (and checkpoints) when it ends.
+    let mut rev = store.lock().unwrap().create(&big, json!(0)).unwrap();
     let value = json!("x".repeat(400_000));
     let mut commits = 1;
     let mut last_end = hint(&store).end;
     while hint(&store).end > START {
         last_end = hint(&store).end;
-        rev = s.update(&big, value.clone(), rev).unwrap();
+        rev = store.lock().unwrap().update(&big, value.clone(), rev).unwrap();
         commits += 1;
         assert!(commits < 100, "no checkpoint after {commits} commits");
     }
     assert!(last_end - START < CHECKPOINT_AT, "checkpoint once the frames pass CHECKPOINT_AT bytes");
     assert!(commits as u64 * 400_000 >= CHECKPOINT_AT, "not before ({commits} commits)");
     assert!(fs::metadata(dir.join(LOG)).unwrap().len() > CHECKPOINT_AT, "the log grew to hold the frames");
-    drop(s);
     // A reboot right after a checkpoint replays the previous generation, which changes nothing.
     let expected = records(&dir);
     match Log::open(&dir, Some(OTHER_BOOT)).unwrap().unwrap().1 {
@@ -441,4 +440,31 @@ fn add_del_churn_allocates_no_inodes() {
     let s = store.lock().unwrap();
     assert_eq!(s.list(Kind::Handle).unwrap().len(), 1, "only the block record is left");
     assert_eq!(s.get(&block).unwrap().unwrap().value, json!(-1));
+}
+
+#[test]
+fn a_commit_is_read_back_before_its_record_files_are_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = FileStore::open(&dir).unwrap();
+    let (a, b) = (Key::Handle("a".into()), Key::Handle("b".into()));
+    let rev_a = store.lock().unwrap().create(&a, json!(1)).unwrap();
+    let mut s = store.lock().unwrap();
+    s.commit(&[Op::Update { key: a.clone(), value: json!(2).into(), rev: rev_a }, Op::Create { key: b.clone(), value: json!(3).into() }]).unwrap();
+    // Durable in the log, not yet in the files: the session still answers with what it committed.
+    assert!(!dir.join(encode_name(&b.path())).exists(), "record files wait for the session's end");
+    assert_eq!(s.get(&b).unwrap().map(|r| r.value.to_value()), Some(serde_json::json!(3)));
+    assert_eq!(s.get(&a).unwrap().map(|r| r.value.to_value()), Some(serde_json::json!(2)));
+    let listed: Vec<Key> = s.list(Kind::Handle).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(listed, vec![a.clone(), b.clone()]);
+    // A second commit applies the first; deleting what is pending works as on disk.
+    let rev_b = s.get(&b).unwrap().unwrap().rev;
+    s.commit(&[Op::Delete { key: b.clone(), rev: rev_b }]).unwrap();
+    assert!(s.get(&b).unwrap().is_none());
+    assert_eq!(s.list(Kind::Handle).unwrap().len(), 1);
+    drop(s);
+    assert!(!dir.join(encode_name(&b.path())).exists());
+    let s = store.lock().unwrap();
+    assert_eq!(s.get(&a).unwrap().map(|r| r.value.to_value()), Some(serde_json::json!(2)));
+    assert!(s.get(&b).unwrap().is_none());
 }
