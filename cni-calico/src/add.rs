@@ -19,19 +19,22 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
     let base = Plan { host_if: host_if.clone(), ifname: ifname.clone(), mtu: conf.mtu(), ips: Vec::new(), allow_ip_forwarding: conf.container_settings.allow_ip_forwarding };
 
     // The IPAM plugin runs while the kernel creates the veth pair; its answer is awaited only when needed.
-    let mut running = Some(ipam::start(&conf, Command::Add, req)?);
+    let mut running = None;
     let mut allocated: Option<CniResult> = None;
     // Waited for when `add` returns: the in-process IPAM finishes its store session while the pod is wired.
     let mut settle = None;
     let wired = dataplane::setup_with(&container_ns, &base, || {
-        let ipam = running.take().ok_or_else(|| CniError::internal("IPAM result awaited twice"))?;
-        let (result, rest) = ipam.result_early()?;
-        settle = Some(rest);
-        let ipam = allocated.insert(result);
-        if ipam.ips.is_empty() {
-            return Err(CniError::internal(format!("IPAM plugin {ipam_type} returned no IP addresses")));
-        }
-        Ok(ipam.ips.iter().map(|ip| ip.address.addr()).collect())
+        running = Some(ipam::start(&conf, Command::Add, req)?);
+        Ok(|| {
+            let ipam = running.take().ok_or_else(|| CniError::internal("IPAM result awaited twice"))?;
+            let (result, rest) = ipam.result_early()?;
+            settle = Some(rest);
+            let ipam = allocated.insert(result);
+            if ipam.ips.is_empty() {
+                return Err(CniError::internal(format!("IPAM plugin {ipam_type} returned no IP addresses")));
+            }
+            Ok(ipam.ips.iter().map(|ip| ip.address.addr()).collect())
+        })
     });
     let (container, plan) = match wired {
         Ok(w) => w,

@@ -43,19 +43,23 @@ pub fn host_net(ip: IpAddr) -> IpNet {
 /// Wires the workload for the addresses in `plan`; on failure nothing it created is left behind.
 pub fn setup(container_ns: &NetNs, plan: &Plan) -> Result<Link, Error> {
     let ips = plan.ips.clone();
-    setup_with(container_ns, plan, || Ok(ips)).map(|(link, _)| link)
+    setup_with(container_ns, plan, || Ok(|| Ok(ips))).map(|(link, _)| link)
 }
 
-/// Wires the workload, asking `addresses` for its addresses only once the veth pair exists, so that
-/// address allocation (the IPAM plugin) runs while the kernel creates the pair. The container side (on a
-/// thread in its namespace) and the host side (on this thread) are then configured at the same time.
+/// Wires the workload. `allocate` is called once the kernel is making the veth pair (the critical path) and
+/// starts address allocation (the IPAM plugin) beside it; the waiter it returns is asked for the addresses
+/// once the pair exists. The container side (on a thread in its namespace) and the host side (on this
+/// thread) are then configured at the same time.
 /// `base.ips` is ignored. Returns the container link and the plan as wired. On failure nothing it
 /// created is left behind (what `addresses` took is the caller's to give back).
-pub fn setup_with(
+pub fn setup_with<W>(
     container_ns: &NetNs,
     base: &Plan,
-    addresses: impl FnOnce() -> Result<Vec<IpAddr>, CniError>,
-) -> Result<(Link, Plan), Error> {
+    allocate: impl FnOnce() -> Result<W, CniError>,
+) -> Result<(Link, Plan), Error>
+where
+    W: FnOnce() -> Result<Vec<IpAddr>, CniError>,
+{
     let host_ns = NetNs::current().ctx(|| "opening host namespace".into())?;
     let host = Netlink::open().ctx(|| "opening netlink in host namespace".into())?;
     let host_fd = host_ns.fd();
@@ -87,10 +91,11 @@ pub fn setup_with(
         let joined = |w: std::thread::ScopedJoinHandle<'_, Result<Link, Error>>| {
             w.join().unwrap_or_else(|_| Err(Error::Check("namespace worker thread panicked".into())))
         };
+        let addresses = allocate();
         let Ok((peer, mut host)) = pair_rx.recv() else {
             return joined(worker).map(|link| (link, base.clone()));
         };
-        let host_side = addresses().map_err(Error::from).and_then(|ips| {
+        let host_side = addresses.and_then(|wait| wait()).map_err(Error::from).and_then(|ips| {
             let plan = Plan { ips, ..base.clone() };
             let _ = plan_tx.send(plan.clone());
             configure_host(&mut host, peer, &plan).map(|()| plan)
