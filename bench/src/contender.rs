@@ -13,6 +13,16 @@ pub enum Kind {
     CalicoIpamEtcd,
     PtpHostLocal,
     Floor,
+    /// One start of the plugin binary (CNI VERSION) through the same harness: what any exec'd plugin pays
+    /// before it does anything, next to the in-process floor.
+    ProcessStart,
+}
+
+impl Kind {
+    /// A reference row, not a plugin: no DEL, no RSS, no burst.
+    pub fn is_reference(self) -> bool {
+        matches!(self, Kind::Floor | Kind::ProcessStart)
+    }
 }
 
 pub struct Contender {
@@ -32,6 +42,7 @@ pub fn label(kind: Kind) -> &'static str {
         Kind::CalicoIpamEtcd => "cni-calico + cni-ipam (etcd store)",
         Kind::PtpHostLocal => "ptp + host-local (Debian, reference)",
         Kind::Floor => "floor: cni-calico's netlink ops in-process",
+        Kind::ProcessStart => "process start: cni-calico VERSION, same harness",
     }
 }
 
@@ -58,6 +69,7 @@ impl Contender {
                          "ipam_lock_file": node.path("ipam.lock"), "nodename": "bench-node", "ipv4_pools": ["bench"]}}),
             Kind::PtpHostLocal => json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")}),
             Kind::Floor => Value::Null,
+            Kind::ProcessStart => json!({"cniVersion": "1.0.0"}),
         };
         let store = match &etcd {
             Some(etcd) => Some(vec!["--etcd-endpoints".into(), etcd.endpoints_csv()]),
@@ -107,6 +119,10 @@ impl Contender {
             let d = floor_add(node, pod, ip, &self.host_if(i));
             return (Sample { elapsed: d, max_rss_kb: 0, cpu: Duration::ZERO }, Value::Null);
         }
+        if self.kind == Kind::ProcessStart {
+            let out = node.run(self.plugin(), "VERSION", &self.cid(i), Some(pod), "eth0", &[], &self.conf);
+            return (checked(out, self.label, "VERSION").0, Value::Null);
+        }
         let out = node.run(self.plugin(), "ADD", &self.cid(i), Some(pod), "eth0", &[], &self.conf);
         let res = checked(out, self.label, "ADD");
         (res.0, res.1)
@@ -124,6 +140,9 @@ impl Contender {
         if self.kind == Kind::Floor {
             let d = floor_del(node, pod);
             return Sample { elapsed: d, max_rss_kb: 0, cpu: Duration::ZERO };
+        }
+        if self.kind == Kind::ProcessStart {
+            return Sample { elapsed: Duration::ZERO, max_rss_kb: 0, cpu: Duration::ZERO };
         }
         let mut conf = self.conf.clone();
         conf["prevResult"] = prev.clone();

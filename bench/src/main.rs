@@ -54,7 +54,7 @@ fn main() {
     let mut report = String::new();
     report += &format!("Machine: {} CPUs, kernel {}; {} pods per contender, release builds.\n\n", cpus(), kernel(), o.pods);
 
-    let mut kinds = vec![Kind::CalicoHostLocal, Kind::PtpHostLocal, Kind::Floor];
+    let mut kinds = vec![Kind::CalicoHostLocal, Kind::PtpHostLocal, Kind::Floor, Kind::ProcessStart];
     if testbed::target_dir().join("cni-ipam").exists() {
         kinds.insert(1, Kind::CalicoIpam);
         if testbed::etcd::installed() {
@@ -122,7 +122,7 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
     let rss: Vec<i64> = cs
         .iter()
         .enumerate()
-        .map(|(c, con)| if con.kind == Kind::Floor { 0 } else { (0..5).map(|k| con.add_rss(&node, pods + k, &pod_names[c][k])).max().unwrap_or(0) })
+        .map(|(c, con)| if con.kind.is_reference() { 0 } else { (0..5).map(|k| con.add_rss(&node, pods + k, &pod_names[c][k])).max().unwrap_or(0) })
         .collect();
     let ref_add = median(&adds[index_of(kinds, Kind::PtpHostLocal)].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
     let ref_del = median(&dels[index_of(kinds, Kind::PtpHostLocal)].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
@@ -132,7 +132,17 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
         let d: Vec<f64> = dels[c].iter().map(|s| ms(s.elapsed)).collect();
         let rss = rss[c];
         let cpu: Vec<f64> = adds[c].iter().map(|s| ms(s.cpu)).collect();
-        let proc_cols = if con.kind == Kind::Floor { ["-".to_string(), "-".to_string()] } else { [rss.to_string(), format!("{:.2}", median(&cpu))] };
+        let proc_cols = match con.kind {
+            Kind::Floor => ["-".to_string(), "-".to_string()],
+            Kind::ProcessStart => ["-".to_string(), format!("{:.2}", median(&cpu))],
+            _ => [rss.to_string(), format!("{:.2}", median(&cpu))],
+        };
+        if con.kind == Kind::ProcessStart {
+            let dash = || "-".to_string();
+            let ratio = format!("{:.2}x", median(&a) / ref_add);
+            rows.push(vec![con.label.to_string(), format!("{:.2}", median(&a)), format!("{:.2}", pct(&a, 90.0)), format!("{:.2}", pct(&a, 99.0)), ratio, dash(), dash(), dash(), dash(), dash(), proc_cols[1].clone()]);
+            continue;
+        }
         rows.push(vec![
             con.label.to_string(),
             format!("{:.2}", median(&a)),
@@ -164,7 +174,17 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
         let best = position(kinds, Kind::CalicoIpam).unwrap_or(calico);
         let a = median(&adds[best].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
         let f = median(&adds[floor].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
-        s += &format!("\n{} ADD median is {:.2}x the in-process floor.\n", cs[best].label, a / f);
+        s += &format!("\n{} ADD median is {:.2}x the in-process floor.", cs[best].label, a / f);
+        if let Some(p) = position(kinds, Kind::ProcessStart) {
+            let p = median(&adds[p].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
+            s += &format!(
+                " One start of the same binary through the same harness (VERSION: exec, runtime start, exit, wait) \
+                 takes {p:.2} ms: floor + process start = {:.2} ms, and the ADD is {:.2}x that.",
+                f + p,
+                a / (f + p)
+            );
+        }
+        s += "\n";
     }
     if let (Some(local), Some(etcd)) = (position(kinds, Kind::CalicoIpam), position(kinds, Kind::CalicoIpamEtcd)) {
         let add = |c: usize| median(&adds[c].iter().map(|s| ms(s.elapsed)).collect::<Vec<_>>());
@@ -203,7 +223,7 @@ fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> (String, plot::Char
         let cs: Vec<Contender> = kinds.iter().enumerate().map(|(i, kd)| Contender::new(*kd, &node, 120 + i as u8)).collect();
         let pods: Vec<Vec<String>> = cs.iter().map(|_| (0..n).map(|_| node.pod()).collect()).collect();
         for (c, con) in cs.iter().enumerate() {
-            if con.kind == Kind::Floor {
+            if con.kind.is_reference() {
                 walls[c].push(f64::NAN);
                 continue;
             }
@@ -226,7 +246,7 @@ fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> (String, plot::Char
     }
     let reference = index_of(kinds, Kind::PtpHostLocal);
     for (c, kind) in kinds.iter().enumerate() {
-        if *kind == Kind::Floor {
+        if kind.is_reference() {
             continue;
         }
         let mut row = vec![contender::label(*kind).to_string()];
@@ -240,7 +260,7 @@ fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> (String, plot::Char
         title: "Burst: wall time until every pod is wired (lower is better)",
         y_label: "ms",
         categories: concurrency.iter().map(|k| format!("{n} pods, {k} concurrent runtimes")).collect(),
-        series: kinds.iter().enumerate().filter(|(_, k)| **k != Kind::Floor).map(|(c, k)| (contender::label(*k).to_string(), walls[c].clone())).collect(),
+        series: kinds.iter().enumerate().filter(|(_, k)| !k.is_reference()).map(|(c, k)| (contender::label(*k).to_string(), walls[c].clone())).collect(),
     };
     (format!("## Burst: {n} pods, wall time to all-ready (ratio vs ptp + host-local)\n\n{}\n", table(&h, &rows)), chart)
 }
