@@ -78,6 +78,12 @@ struct JournalOp {
 }
 
 impl FileStore {
+    /// Whether a commit is in the log but not yet in the record files: a process was killed between the two
+    /// (or the store waits for its replay after a reboot). The next session finishes it. Reads only.
+    pub fn has_unapplied_commit(dir: &Path) -> Result<bool, StoreError> {
+        Ok(matches!(Log::open(dir, wal::boot_id()).map_err(log_err)?, Some((_, State::Unapplied(_) | State::Replay(_)))))
+    }
+
     /// Opens (creating if needed, mode 0700) the store directory. An existing directory with group/other
     /// access is tightened to 0700, unless it is world-writable (like /tmp), which is refused.
     pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
