@@ -18,7 +18,8 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
 
     let base = Plan { host_if: host_if.clone(), ifname: ifname.clone(), mtu: conf.mtu(), ips: Vec::new(), allow_ip_forwarding: conf.container_settings.allow_ip_forwarding };
 
-    // The IPAM plugin runs while the kernel creates the veth pair; its answer is awaited only when needed.
+    // The IPAM plugin is started once the kernel is making the veth pair (the longer of the two) and runs
+    // beside it; its answer is awaited only when the pair exists.
     let mut running = None;
     let mut allocated: Option<CniResult> = None;
     // Waited for when `add` returns: the in-process IPAM finishes its store session while the pod is wired.
