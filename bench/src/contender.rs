@@ -179,7 +179,7 @@ fn node_ns(node: &Node) -> common::netns::NetNs {
 
 fn floor_add(node: &Node, pod: &str, ip: std::net::IpAddr, host_if: &str) -> Duration {
     let pod_ns = common::netns::NetNs::open(std::path::Path::new(&format!("/run/netns/{pod}"))).expect("pod netns");
-    let plan = cni_calico::dataplane::Plan { host_if: host_if.to_string(), ifname: "eth0".into(), mtu: 1500, ips: vec![ip], allow_ip_forwarding: false };
+    let plan = cni_calico::dataplane::Plan { host_if: host_if.to_string(), ifname: "eth0".into(), owner: "floor".into(), mtu: 1500, ips: vec![ip], allow_ip_forwarding: false };
     node_ns(node)
         .run(|| {
             let t = Instant::now();
@@ -194,7 +194,7 @@ fn floor_del(node: &Node, pod: &str) -> Duration {
     node_ns(node)
         .run(|| {
             let t = Instant::now();
-            cni_calico::dataplane::teardown(&pod_ns, "eth0").expect("floor teardown");
+            cni_calico::dataplane::teardown(&pod_ns, "eth0", "floor", || {}).expect("floor teardown");
             t.elapsed()
         })
         .expect("enter node netns")

@@ -1,8 +1,9 @@
 //! CHECK: the wiring listed in prevResult is really there (Calico's CHECK is a no-op), then IPAM CHECK.
 use crate::config::NetConf;
 use crate::dataplane::{self, Expected};
-use crate::{names, open_container_ns};
 use crate::ipam;
+use crate::open_container_ns;
+use common::attachment::Attachment;
 use common::cni::{CniError, CniResult, Command, Request};
 
 pub fn check(req: &Request) -> Result<(), CniError> {
@@ -19,10 +20,11 @@ pub fn check(req: &Request) -> Result<(), CniError> {
         .iter()
         .find(|i| i.sandbox.is_empty())
         .map(|i| i.name.clone())
-        .unwrap_or_else(|| names::host_veth(&req.env));
+        .unwrap_or_else(|| Attachment::from_request(req).host_veth());
     let expected = Expected {
         host_if,
         ifname: ifname.to_string(),
+        owner: req.env.container_id().to_string(),
         mac: Some(prev.interfaces[idx].mac.clone()).filter(|m| !m.is_empty()),
         ips: prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)).map(|ip| ip.address.addr()).collect(),
     };

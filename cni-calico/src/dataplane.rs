@@ -2,7 +2,7 @@
 //! routes in the container and the /32 (/128) route to it on the host. Also its teardown and verification.
 use crate::error::{Context, Error};
 use common::cni::CniError;
-use common::netlink::{format_mac, is_exists, Link, Netlink, RouteSpec};
+use common::netlink::{format_mac, is_exists, Link, LinkEvents, Netlink, RouteSpec};
 use common::netns::NetNs;
 use common::sysctl;
 use ipnet::IpNet;
@@ -20,6 +20,9 @@ pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 
 pub struct Plan {
     pub host_if: String,
     pub ifname: String,
+    /// The container ID, written as the alias of both ends: a DEL or CHECK of another container leaves
+    /// the interface alone.
+    pub owner: String,
     pub mtu: u32,
     pub ips: Vec<IpAddr>,
     pub allow_ip_forwarding: bool,
@@ -74,12 +77,12 @@ where
             let link = create_pair(&mut host, base, host_fd)?;
             let Some(peer) = link.peer_index else {
                 let _ = Netlink::open().and_then(|mut nl| nl.del_link(link.index));
-                return Err(Error::Check(format!("veth {} reports no peer", base.ifname)));
+                return Err(Error::Setup(format!("veth {} reports no peer", base.ifname)));
             };
             let _ = pair_tx.send((peer, host));
             let configured = match plan_rx.recv() {
                 Ok(plan) => configure_container(&link, &plan),
-                Err(_) => Err(Error::Check("host side failed".into())),
+                Err(_) => Err(Error::Setup("host side failed".into())),
             };
             if let Err(e) = configured {
                 // Deleting the container end takes the host end (and its routes) with it.
@@ -89,7 +92,7 @@ where
             Ok(link)
         });
         let joined = |w: std::thread::ScopedJoinHandle<'_, Result<Link, Error>>| {
-            w.join().unwrap_or_else(|_| Err(Error::Check("namespace worker thread panicked".into())))
+            w.join().unwrap_or_else(|_| Err(Error::Setup("namespace worker thread panicked".into())))
         };
         let addresses = allocate();
         let Ok((peer, mut host)) = pair_rx.recv() else {
@@ -120,8 +123,8 @@ fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Er
     match create(&mut nl) {
         Ok(()) => {}
         Err(e) if is_exists(&e) => {
-            if nl.link_by_name(&plan.ifname).ctx(|| format!("looking up {}", plan.ifname))?.is_some() {
-                return Err(Error::IfExists(plan.ifname.clone()));
+            if let Some(existing) = nl.link_by_name(&plan.ifname).ctx(|| format!("looking up {}", plan.ifname))? {
+                return Err(Error::IfExists { ifname: plan.ifname.clone(), owner: existing.alias });
             }
             // A stale host end from an earlier sandbox of the same pod holds the name we need.
             if let Some(stale) = host.link_by_name(&plan.host_if).ctx(|| format!("looking up {}", plan.host_if))? {
@@ -135,14 +138,15 @@ fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Er
     let link = nl
         .link_by_name(&plan.ifname)
         .ctx(|| format!("looking up {}", plan.ifname))?
-        .ok_or_else(|| Error::Check(format!("veth {} vanished after creation", plan.ifname)))?;
+        .ok_or_else(|| Error::Setup(format!("veth {} vanished after creation", plan.ifname)))?;
     let mut up = || -> Result<(), Error> {
         // Before link up, or DAD holds IPv6 addresses tentative for a second. The address family is not
         // known yet; without IPv6 in the kernel the key is missing, which only matters if IPv6 is asked for.
         let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_dad", plan.ifname), "0");
-        nl.set_up(link.index).ctx(|| format!("setting {} up", plan.ifname))?;
+        let owner = Some(plan.owner.as_str()).filter(|o| !o.is_empty());
+        nl.set_up_with_alias(link.index, owner).ctx(|| format!("setting {} up", plan.ifname))?;
         if let Some(peer) = link.peer_index {
-            host.set_up(peer).ctx(|| format!("setting {} up", plan.host_if))?;
+            host.set_up_with_alias(peer, owner).ctx(|| format!("setting {} up", plan.host_if))?;
         }
         Ok(())
     };
@@ -160,7 +164,7 @@ fn configure_container(link: &Link, plan: &Plan) -> Result<(), Error> {
     let forward = if plan.allow_ip_forwarding { "1" } else { "0" };
     if plan.has_v6() {
         if sysctl::read(&format!("net/ipv6/conf/{}/accept_dad", plan.ifname)).ok().as_deref() != Some("0") {
-            return Err(Error::Check(format!("could not turn off DAD on {}: is IPv6 enabled?", plan.ifname)));
+            return Err(Error::Setup(format!("could not turn off DAD on {}: is IPv6 enabled?", plan.ifname)));
         }
         for scope in ["all", "default", "lo"] {
             set(format!("net/ipv6/conf/{scope}/disable_ipv6"), "0")?;
@@ -228,7 +232,7 @@ fn configure_host(host: &mut Netlink, index: u32, plan: &Plan) -> Result<(), Err
 fn ensure_route_is_ours(host: &mut Netlink, route: &RouteSpec, host_if: &str) -> Result<(), Error> {
     let routes = host.routes(route.dst.addr().is_ipv6()).ctx(|| "listing host routes".into())?;
     let Some(existing) = routes.iter().find(|r| r.dst == route.dst && r.table == route.table) else {
-        return Err(Error::Check(format!("route {} reported as existing but not found", route.dst)));
+        return Err(Error::Setup(format!("route {} reported as existing but not found", route.dst)));
     };
     if existing.oif == route.oif {
         return Ok(());
@@ -248,20 +252,73 @@ fn default_net(v6: bool) -> IpNet {
     }
 }
 
-/// Deletes `ifname` in the container; a link already gone is success.
-pub fn teardown(container_ns: &NetNs, ifname: &str) -> Result<(), Error> {
-    container_ns
-        .run(|| -> Result<(), Error> {
+/// What a DEL found in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Teardown {
+    /// No such interface (already deleted, or never added).
+    Absent,
+    /// The interface is marked as another container's (a newer sandbox in a reused netns): left alone.
+    Foreign(String),
+    Deleted,
+}
+
+/// How long a DEL waits for the kernel's announcement that the interface is gone before it waits for the
+/// whole deletion instead.
+const DELETE_EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Deletes `ifname` in the container unless it is marked as another container's than `owner` (unmarked
+/// interfaces, from before the marks, count as `owner`'s). `addresses_gone` runs as soon as the interface's
+/// addresses can no longer be in use: right away when there is nothing to delete, else when the kernel
+/// announces the link unregistered, while the deleting call still waits out the teardown (~20 ms): the
+/// caller releases the addresses then, never while a live interface holds them. If the deletion fails,
+/// `addresses_gone` is not called.
+pub fn teardown(container_ns: &NetNs, ifname: &str, owner: &str, addresses_gone: impl FnOnce()) -> Result<Teardown, Error> {
+    let (found_tx, found_rx) = mpsc::channel::<(LinkEvents, u32, std::os::fd::OwnedFd)>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || -> Result<Teardown, Error> {
+            container_ns.enter_for_this_thread().ctx(|| "entering container namespace".into())?;
             let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
-            if let Some(link) = nl.link_by_name(ifname).ctx(|| format!("looking up {ifname}"))? {
-                match nl.del_link(link.index) {
-                    Err(e) if !common::netlink::is_not_found(&e) => return Err(Error::Kernel { what: format!("deleting {ifname}"), source: e }),
-                    _ => {}
-                }
+            let Some(link) = nl.link_by_name(ifname).ctx(|| format!("looking up {ifname}"))? else { return Ok(Teardown::Absent) };
+            if let Some(other) = link.alias.as_ref().filter(|a| a.as_str() != owner) {
+                tracing::info!(ifname, owner = %other, "interface belongs to another container: left alone");
+                return Ok(Teardown::Foreign(other.clone()));
             }
-            Ok(())
-        })
-        .ctx(|| "entering container namespace".into())?
+            // Its write end closes when the deletion returns, waking the wait below if no event came.
+            let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from).ctx(|| "making a pipe".into())?;
+            match LinkEvents::open() {
+                Ok(events) => {
+                    let _ = found_tx.send((events, link.index, done_r));
+                }
+                Err(e) => tracing::debug!(error = %e, "no link events: the release waits for the whole deletion"),
+            }
+            let deleted = nl.del_link(link.index);
+            drop(done_w);
+            match deleted {
+                Err(e) if !common::netlink::is_not_found(&e) => Err(Error::Kernel { what: format!("deleting {ifname}"), source: e }),
+                _ => Ok(Teardown::Deleted),
+            }
+        });
+        let announced = match found_rx.recv() {
+            Ok((mut events, index, done_r)) => {
+                use std::os::fd::AsRawFd;
+                events.wait_deleted(index, done_r.as_raw_fd(), DELETE_EVENT_WAIT).unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        let mut addresses_gone = Some(addresses_gone);
+        if announced {
+            if let Some(f) = addresses_gone.take() {
+                f();
+            }
+        }
+        let result = worker.join().unwrap_or_else(|_| Err(Error::Setup("namespace worker thread panicked".into())));
+        if result.is_ok() {
+            if let Some(f) = addresses_gone.take() {
+                f();
+            }
+        }
+        result
+    })
 }
 
 /// What CHECK expects to find, taken from the previous result.
@@ -269,13 +326,15 @@ pub fn teardown(container_ns: &NetNs, ifname: &str) -> Result<(), Error> {
 pub struct Expected {
     pub host_if: String,
     pub ifname: String,
+    /// The container ID the interface must be marked with (unmarked interfaces predate the marks).
+    pub owner: String,
     pub mac: Option<String>,
     pub ips: Vec<IpAddr>,
 }
 
 /// Verifies the wiring; the error names the first missing piece.
 pub fn verify(container_ns: &NetNs, exp: &Expected) -> Result<(), Error> {
-    let plan = Plan { host_if: exp.host_if.clone(), ifname: exp.ifname.clone(), mtu: 0, ips: exp.ips.clone(), allow_ip_forwarding: false };
+    let plan = Plan { host_if: exp.host_if.clone(), ifname: exp.ifname.clone(), owner: exp.owner.clone(), mtu: 0, ips: exp.ips.clone(), allow_ip_forwarding: false };
     container_ns.run(|| verify_container(&plan, exp)).ctx(|| "entering container namespace".into())??;
     verify_host(&plan)
 }
@@ -288,6 +347,9 @@ fn verify_container(plan: &Plan, exp: &Expected) -> Result<(), Error> {
         .ok_or_else(|| Error::Check(format!("container interface {} not found", plan.ifname)))?;
     if link.kind.as_deref() != Some("veth") {
         return Err(Error::Check(format!("container interface {} is not a veth", plan.ifname)));
+    }
+    if let Some(other) = link.alias.as_ref().filter(|a| **a != exp.owner) {
+        return Err(Error::Check(format!("container interface {} belongs to container {other}", plan.ifname)));
     }
     if let Some(mac) = &exp.mac {
         if !mac.eq_ignore_ascii_case(&format_mac(&link.mac)) {

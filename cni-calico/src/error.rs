@@ -10,8 +10,12 @@ pub enum Error {
     Netns { path: String, source: io::Error },
     #[error("{what}: {source}")]
     Kernel { what: String, source: io::Error },
-    #[error("interface {0} already exists in the container")]
-    IfExists(String),
+    /// `owner`: the container ID the existing interface is marked with, if any.
+    #[error("interface {ifname} already exists in the container{}", owner.as_ref().map(|o| format!(" (attachment of container {o})")).unwrap_or_default())]
+    IfExists { ifname: String, owner: Option<String> },
+    /// Wiring a pod failed for a reason that is not a kernel error (those are `Kernel`).
+    #[error("{0}")]
+    Setup(String),
     #[error("route {dst} already exists for an interface other than {ours}: {other}")]
     RouteConflict { dst: String, ours: String, other: String },
     #[error("CHECK failed: {0}")]

@@ -6,7 +6,6 @@ pub mod dataplane;
 pub mod del;
 pub mod error;
 pub mod ipam;
-pub mod names;
 
 use common::cni::{code, delegate, CniError, CniResult, Command, Plugin, Request};
 use common::netns::NetNs;

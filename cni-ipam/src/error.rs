@@ -51,6 +51,9 @@ pub enum IpamError {
     StaleRelease { ip: IpAddr, expected: u64, found: Option<u64> },
     #[error("no IP address is allocated to handle {0:?}")]
     NoAllocation(String),
+    /// The attachment's record says something the store or the runtime contradicts (CHECK, repeated ADD).
+    #[error("attachment {attachment}: {reason}")]
+    Attachment { attachment: String, reason: String },
     #[error("datastore: {0}")]
     Store(#[from] StoreError),
     #[error("too many concurrent IPAM changes: gave up after {attempts} attempts (last: {last})")]
@@ -86,7 +89,7 @@ impl IpamError {
             IpamError::Store(StoreError::Conflict { .. } | StoreError::Io { .. }) | IpamError::Busy { .. } => code::TRY_AGAIN,
             IpamError::Store(StoreError::Invalid(_)) => code::INVALID_CONFIG,
             IpamError::Store(StoreError::Corrupt { .. }) | IpamError::Corrupt { .. } => code::INTERNAL,
-            IpamError::NoAllocation(_) | IpamError::Internal(_) => code::INTERNAL,
+            IpamError::NoAllocation(_) | IpamError::Attachment { .. } | IpamError::Internal(_) => code::INTERNAL,
         }
     }
 }

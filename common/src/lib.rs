@@ -1,4 +1,5 @@
 //! Shared library of cni-calico and cni-ipam: the CNI protocol layer, namespaces, netlink, sysctls, the store.
+pub mod attachment;
 pub mod cni;
 pub mod log;
 pub mod netlink;

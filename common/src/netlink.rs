@@ -25,6 +25,8 @@ pub struct Link {
     pub kind: Option<String>,
     /// For a veth: the peer's ifindex (in the peer's namespace).
     pub peer_index: Option<u32>,
+    /// `ip link set ... alias`: the plugin writes the owning container ID here.
+    pub alias: Option<String>,
 }
 
 /// A route as this crate reads and writes it (main table unless `table` says otherwise).
@@ -179,10 +181,18 @@ impl Netlink {
     }
 
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+        self.set_up_with_alias(index, None)
+    }
+
+    /// `ip link set <index> up [alias <alias>]`, in one request.
+    pub fn set_up_with_alias(&mut self, index: u32, alias: Option<&str>) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
+        if let Some(a) = alias {
+            msg.attributes.push(LinkAttribute::IfAlias(a.to_string()));
+        }
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
@@ -258,13 +268,23 @@ fn family(ip: IpAddr) -> AddressFamily {
 }
 
 fn to_link(l: &LinkMessage) -> Link {
-    let mut link = Link { index: l.header.index, name: String::new(), mac: [0; 6], mtu: 0, up: l.header.flags.contains(LinkFlags::Up), kind: None, peer_index: None };
+    let mut link = Link {
+        index: l.header.index,
+        name: String::new(),
+        mac: [0; 6],
+        mtu: 0,
+        up: l.header.flags.contains(LinkFlags::Up),
+        kind: None,
+        peer_index: None,
+        alias: None,
+    };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Address(m) if m.len() == 6 => link.mac.copy_from_slice(m),
             LinkAttribute::Mtu(m) => link.mtu = *m,
             LinkAttribute::Link(i) => link.peer_index = Some(*i),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {
@@ -305,6 +325,95 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet(v4) => Some((*v4).into()),
         RouteAddress::Inet6(v6) => Some((*v6).into()),
         _ => None,
+    }
+}
+
+/// Link notifications (RTNLGRP_LINK) of the namespace of the thread that opened it. The socket can be read
+/// from any thread.
+pub struct LinkEvents {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+const RTNLGRP_LINK: u32 = 1;
+
+impl LinkEvents {
+    pub fn open() -> io::Result<LinkEvents> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(RTNLGRP_LINK)?;
+        Ok(LinkEvents { socket, buf: Vec::with_capacity(1 << 16) })
+    }
+
+    /// Waits until the kernel announces that link `index` is gone (RTM_DELLINK, sent once the link is
+    /// unregistered: its addresses and routes are already removed, while the deleting call still waits
+    /// for the teardown's RCU grace periods). Returns false without the event if `stop` becomes readable
+    /// (the deleting side finished or failed) or `timeout` passes. Waits in poll(2): no busy polling.
+    pub fn wait_deleted(&mut self, index: u32, stop: RawFd, timeout: std::time::Duration) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut fds = [
+                nix::libc::pollfd { fd: self.socket.as_raw_fd(), events: nix::libc::POLLIN, revents: 0 },
+                nix::libc::pollfd { fd: stop, events: nix::libc::POLLIN, revents: 0 },
+            ];
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+            let n = unsafe { nix::libc::poll(fds.as_mut_ptr(), 2, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if fds[0].revents != 0 && self.read_deleted(index)? {
+                return Ok(true);
+            }
+            if fds[1].revents != 0 {
+                // The delete finished: its event, if any, is queued already.
+                return self.read_deleted_nonblocking(index);
+            }
+        }
+    }
+
+    fn read_deleted_nonblocking(&mut self, index: u32) -> io::Result<bool> {
+        self.socket.set_non_blocking(true)?;
+        let r = loop {
+            match self.read_deleted(index) {
+                Ok(true) => break Ok(true),
+                Ok(false) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) => break Err(e),
+            }
+        };
+        self.socket.set_non_blocking(false)?;
+        r
+    }
+
+    /// Reads one datagram; true if it announces the deletion of `index`.
+    fn read_deleted(&mut self, index: u32) -> io::Result<bool> {
+        self.buf.clear();
+        let n = self.socket.recv(&mut self.buf, 0)?;
+        let mut off = 0;
+        while off < n {
+            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n]) else { break };
+            let len = msg.header.length as usize;
+            if len == 0 {
+                break;
+            }
+            off += (len + 3) & !3;
+            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = msg.payload {
+                if l.header.index == index {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }
 

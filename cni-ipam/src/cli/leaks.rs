@@ -14,12 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-/// Container ID of a handle `<network>.<container id>` (the part after the network name, or the last dot).
+/// Container ID of a handle `<network>.<container id>[:<ifname>]`.
 fn container_id<'a>(handle: &'a str, network: Option<&str>) -> Option<&'a str> {
-    match network {
-        Some(n) => handle.strip_prefix(n)?.strip_prefix('.'),
-        None => handle.rsplit_once('.').map(|(_, c)| c).or(Some(handle)),
-    }
+    common::attachment::split_handle(handle, network).map(|(cid, _)| cid)
 }
 
 /// Why an allocation on the checked node looks leaked, if it does.

@@ -7,6 +7,7 @@
 //! successful commit keeps current; a failed commit empties it, so a retry re-reads what changed. Stale reads
 //! are harmless: every write is compare-and-swap on the revision that was read.
 use super::block::{Block, Now, Owner};
+use super::endpoint::WorkloadEndpoint;
 use super::pool::Pool;
 use super::records::{encode, Affinity, Handle, HostBlock, HostBlocks, HostBlocksView, IpamConfig, PoolBlocks, PoolNames};
 use crate::error::IpamError;
@@ -81,6 +82,26 @@ pub struct Ipam<'s> {
     cache: RefCell<HashMap<Key, Option<Record>>>,
     pub config: IpamConfig,
     pub now: Now,
+    /// The attachment record to write in the commit of the next address assigned (then cleared): an ADD
+    /// sets it before its last assignment, so the record costs no commit of its own.
+    pub carry: Option<EndpointWrite>,
+}
+
+/// An attachment record waiting for its last address.
+#[derive(Debug, Clone)]
+pub struct EndpointWrite {
+    pub key: Key,
+    /// The revision it replaces (None: create).
+    pub rev: Option<Revision>,
+    pub record: WorkloadEndpoint,
+}
+
+impl EndpointWrite {
+    fn op_with(&self, a: &Assignment) -> Result<Op, IpamError> {
+        let mut record = self.record.clone();
+        record.spec.ip_networks.push(IpNet::from(a.ip));
+        put(self.key.clone(), self.rev, &record)
+    }
 }
 
 impl<'s> Ipam<'s> {
@@ -91,7 +112,7 @@ impl<'s> Ipam<'s> {
 
     /// Reads the IPAM config together with `keys` (one round trip), keeping them for the allocator's reads.
     pub fn open(store: &'s mut dyn Store, keys: &[Key]) -> Result<Ipam<'s>, IpamError> {
-        let mut ipam = Ipam { store, cache: RefCell::new(HashMap::new()), config: IpamConfig::default(), now: Now::system() };
+        let mut ipam = Ipam { store, cache: RefCell::new(HashMap::new()), config: IpamConfig::default(), now: Now::system(), carry: None };
         let mut first = vec![Key::IpamConfig];
         first.extend(keys.iter().cloned());
         ipam.prefetch(&first)?;
@@ -416,8 +437,19 @@ impl<'s> Ipam<'s> {
             }
             ops.extend(self.hint_op(host, &changes)?);
         }
-        self.commit(&ops)?;
-        Ok(Assignment { ip, block: cidr })
+        let assigned = Assignment { ip, block: cidr };
+        self.commit_assignment(ops, &assigned)?;
+        Ok(assigned)
+    }
+
+    /// Commits the ops of an assignment, with the carried attachment record if there is one.
+    fn commit_assignment(&mut self, mut ops: Vec<Op>, a: &Assignment) -> Result<Vec<Revision>, IpamError> {
+        if let Some(carry) = &self.carry {
+            ops.push(carry.op_with(a)?);
+        }
+        let revs = self.commit(&ops)?;
+        self.carry = None;
+        Ok(revs)
     }
 
     /// The host-index write that records `changes` to the `full` hints, if any hint changes.
@@ -545,7 +577,11 @@ impl<'s> Ipam<'s> {
                 pb.claimed.insert(pool.block_index(cidr.network()));
                 ops.push(put(Key::PoolBlocks(pool.cidr), pb_rev, &pb)?);
             }
-            match self.commit(&ops) {
+            let committed = match &assigned {
+                Some(a) => self.commit_assignment(ops, a),
+                None => self.commit(&ops),
+            };
+            match committed {
                 Ok(revs) => {
                     tracing::info!(block = %cidr, node = %node.name, "claimed block");
                     if !with_index {
@@ -639,20 +675,68 @@ impl<'s> Ipam<'s> {
 
     /// Releases every address of `handle` (DEL). A missing handle releases nothing and is not an error.
     pub fn release_by_handle(&mut self, handle: &str) -> Result<usize, IpamError> {
+        self.release_by_handle_with(handle, Vec::new())
+    }
+
+    /// `release_by_handle`, committing `extra` (an attachment record's delete) in the same commit.
+    pub fn release_by_handle_with(&mut self, handle: &str, extra: Vec<Op>) -> Result<usize, IpamError> {
         let hkey = Key::Handle(handle.to_string());
-        let Some((h, hrev)) = self.get::<Handle>(&hkey)? else { return Ok(0) };
-        let mut ops = Vec::new();
+        let Some((h, _)) = self.get::<Handle>(&hkey)? else {
+            if !extra.is_empty() {
+                self.commit(&extra)?;
+            }
+            return Ok(0);
+        };
+        let blocks = h.block.keys().filter_map(|c| c.parse::<IpNet>().ok()).collect();
+        self.release_in_blocks(handle, blocks, |b| b.release_handle(handle), true, extra)
+    }
+
+    /// Releases exactly `ips`, each only if `handle` holds it (what a failed ADD took, or one interface's
+    /// addresses), in one commit with `extra`. Returns how many were released.
+    pub fn release_from_handle(&mut self, handle: &str, ips: &[IpAddr], extra: Vec<Op>) -> Result<usize, IpamError> {
+        let pools = self.pools()?;
+        let mut blocks: Vec<IpNet> = ips.iter().filter_map(|ip| pools.iter().find(|p| p.cidr.contains(ip)).map(|p| p.block_for_ip(*ip))).collect();
+        blocks.sort();
+        blocks.dedup();
+        let take = |b: &mut Block| {
+            let mut n = 0;
+            for ip in ips {
+                let held = b.ordinal(*ip).and_then(|o| b.owner_of(o)).and_then(|a| a.handle_id.as_deref()) == Some(handle);
+                if held && matches!(b.release_ip(*ip, None), Ok(Some(_))) {
+                    n += 1;
+                }
+            }
+            n
+        };
+        self.release_in_blocks(handle, blocks, take, false, extra)
+    }
+
+    /// One commit: `take` frees addresses of `handle` in each of `blocks` (returning how many); blocks left
+    /// empty and unaffine are deleted, index hints follow, and the handle's counts drop by what was freed
+    /// (`whole`: the handle record goes whatever it counted).
+    fn release_in_blocks(&mut self, handle: &str, blocks: Vec<IpNet>, mut take: impl FnMut(&mut Block) -> usize, whole: bool, extra: Vec<Op>) -> Result<usize, IpamError> {
+        let hkey = Key::Handle(handle.to_string());
+        let found = self.get::<Handle>(&hkey)?;
+        let mut ops = extra;
         let mut released = 0;
         let mut deleted_blocks = Vec::new();
         let mut was_full = Vec::new();
-        for cidr in h.block.keys().filter_map(|c| c.parse::<IpNet>().ok()) {
+        let mut counts = found.as_ref().map(|(h, _)| h.block.clone()).unwrap_or_default();
+        for cidr in blocks {
             let Some((mut block, rev)) = self.block(cidr)? else { continue };
             let full_before = block.free() == 0;
-            let n = block.release_handle(handle);
+            let n = take(&mut block);
             if n == 0 {
                 continue;
             }
             released += n;
+            let key = cidr.to_string();
+            if let Some(c) = counts.get_mut(&key) {
+                *c = c.saturating_sub(n as u64);
+                if *c == 0 {
+                    counts.remove(&key);
+                }
+            }
             block.sequence_number += 1;
             if block.is_empty() && block.affinity.is_none() {
                 ops.push(Op::Delete { key: Key::Block(cidr), rev });
@@ -666,9 +750,32 @@ impl<'s> Ipam<'s> {
         }
         ops.extend(self.unclaim_ops(&deleted_blocks)?);
         ops.extend(self.unfull_ops(&was_full)?);
-        ops.push(Op::Delete { key: hkey, rev: hrev });
-        self.commit(&ops)?;
+        if let Some((h, hrev)) = found {
+            if whole || counts.is_empty() {
+                ops.push(Op::Delete { key: hkey, rev: hrev });
+            } else if released > 0 {
+                ops.push(Op::Update { key: hkey, value: encode(&Handle { block: counts, deleted: h.deleted })?, rev: hrev });
+            }
+        }
+        if !ops.is_empty() {
+            self.commit(&ops)?;
+        }
         Ok(released)
+    }
+
+    /// The attachment record at `key`, through the read cache.
+    pub fn endpoint(&self, key: &Key) -> Result<Option<(WorkloadEndpoint, Revision)>, IpamError> {
+        self.get(key)
+    }
+
+    /// Who holds `ip`: its block and handle, if it is allocated.
+    pub fn holder(&self, ip: IpAddr) -> Result<Option<(Assignment, String)>, IpamError> {
+        let pools = self.pools()?;
+        let Some(pool) = pools.iter().find(|p| p.cidr.contains(&ip)) else { return Ok(None) };
+        let cidr = pool.block_for_ip(ip);
+        let Some((block, _)) = self.block(cidr)? else { return Ok(None) };
+        let handle = block.ordinal(ip).and_then(|o| block.owner_of(o)).and_then(|a| a.handle_id.clone());
+        Ok(handle.map(|h| (Assignment { ip, block: cidr }, h)))
     }
 
     /// Pool-index updates for blocks being deleted (affinity already released, now empty).
@@ -740,19 +847,17 @@ impl<'s> Ipam<'s> {
         refused.map_or(Ok(released), Err)
     }
 
-    /// CNI GC: releases the handles of `network` on `node` whose container ID is not in `valid`. Scans all
-    /// blocks (GC is rare; the ADD path never scans). Returns the number of addresses released.
-    pub fn gc(&mut self, network: &str, node: &str, valid: &BTreeSet<String>) -> Result<usize, IpamError> {
+    /// CNI GC: releases the handles of `network` on `node` that `is_valid` rejects. Scans all blocks (GC is
+    /// rare; the ADD path never scans). Returns the number of addresses released.
+    pub fn gc(&mut self, network: &str, node: &str, is_valid: &dyn Fn(&str) -> bool) -> Result<usize, IpamError> {
         let prefix = format!("{network}.");
         let mut stale = BTreeSet::new();
         for (key, rec) in self.store.list(Kind::Block)? {
-            let block: Block = rec.value.decode()
-                .map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            let block: Block = rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
             for idx in block.allocations.iter().flatten() {
                 let Some(attr) = block.attributes.get(*idx) else { continue };
                 let Some(handle) = attr.handle_id.as_deref() else { continue };
-                let Some(cid) = handle.strip_prefix(&prefix) else { continue };
-                if attr.secondary.get("node").map(String::as_str) == Some(node) && !valid.contains(cid) {
+                if handle.starts_with(&prefix) && attr.secondary.get("node").map(String::as_str) == Some(node) && !is_valid(handle) {
                     stale.insert(handle.to_string());
                 }
             }

@@ -282,16 +282,21 @@ fn default_pool_applies_when_none_is_configured() {
 #[test]
 fn gc_releases_only_stale_attachments_of_this_network_and_node() {
     let store = store_with(vec![pool("p", "10.11.0.0/24", 28)], IpamConfig::default());
-    for (h, n) in [("net.c1", "n1"), ("net.c2", "n1"), ("net.c3", "n1"), ("net.c4", "n2"), ("other.c5", "n1")] {
+    let attachments = [("net.c1", "n1"), ("net.c1:eth1", "n1"), ("net.c1:net1", "n1"), ("net.c2", "n1"), ("net.c3", "n1"), ("net.c4", "n2"), ("other.c5", "n1")];
+    for (h, n) in attachments {
         assign(&store, false, n, h).unwrap();
     }
-    let valid: BTreeSet<String> = ["c1".to_string()].into();
-    assert_eq!(plugin::gc(&store, "net", "n1", &valid).unwrap(), 2);
+    // c1's eth0 and eth1 are valid, its net1 is not; c2 and c3 are gone; c4 is another node's.
+    let valid: BTreeSet<plugin::ValidAttachment> = ["eth0", "eth1"]
+        .into_iter()
+        .map(|i| plugin::ValidAttachment { container_id: "c1".into(), ifname: Some(i.into()) })
+        .collect();
+    assert_eq!(plugin::gc(&store, "net", "n1", &valid).unwrap(), 3);
     let s = store.lock().unwrap();
     let handles: Vec<String> = s.list(Kind::Handle).unwrap().into_iter().map(|(k, _)| k.path()).collect();
     drop(s);
-    assert_eq!(handles.len(), 3, "{handles:?}");
-    for h in ["net.c1", "net.c4", "other.c5"] {
+    assert_eq!(handles.len(), 4, "{handles:?}");
+    for h in ["net.c1", "net.c1:eth1", "net.c4", "other.c5"] {
         assert!(handles.iter().any(|k| k.ends_with(&format!("/{h}"))), "{h} kept");
     }
     assert_consistent(&store);

@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod block;
 pub mod check;
 pub mod config;
+pub mod endpoint;
 pub mod pool;
 pub mod records;
 

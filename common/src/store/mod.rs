@@ -96,6 +96,8 @@ pub enum Key {
     IpamConfig,
     /// `/calico/resources/v3/projectcalico.org/ippools/<name>`
     Pool(String),
+    /// `/calico/resources/v3/projectcalico.org/workloadendpoints/<namespace>/<name>`: one CNI attachment.
+    Endpoint { namespace: String, name: String },
     /// Index: names of all pools, so an ADD never lists the pool directory.
     PoolNames,
     /// Index: the blocks affine to one host (both families), so an ADD never lists affinities.
@@ -112,6 +114,7 @@ pub enum Kind {
     Handle,
     IpamConfig,
     Pool,
+    Endpoint,
     PoolNames,
     HostBlocks,
     PoolBlocks,
@@ -122,6 +125,7 @@ const HOST_PREFIX: &str = "/calico/ipam/v2/host/";
 const HANDLE_PREFIX: &str = "/calico/ipam/v2/handle/";
 const CONFIG_KEY: &str = "/calico/ipam/v2/config";
 const POOL_PREFIX: &str = "/calico/resources/v3/projectcalico.org/ippools/";
+const ENDPOINT_PREFIX: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
 const POOL_NAMES_KEY: &str = "/calico-rs/ipam/v1/pools";
 const HOST_BLOCKS_PREFIX: &str = "/calico-rs/ipam/v1/host/";
 const POOL_BLOCKS_PREFIX: &str = "/calico-rs/ipam/v1/poolblocks/";
@@ -152,6 +156,7 @@ impl Key {
             Key::Handle(_) => Kind::Handle,
             Key::IpamConfig => Kind::IpamConfig,
             Key::Pool(_) => Kind::Pool,
+            Key::Endpoint { .. } => Kind::Endpoint,
             Key::PoolNames => Kind::PoolNames,
             Key::HostBlocks(_) => Kind::HostBlocks,
             Key::PoolBlocks(_) => Kind::PoolBlocks,
@@ -168,6 +173,7 @@ impl Key {
             Key::Handle(id) => format!("{HANDLE_PREFIX}{id}"),
             Key::IpamConfig => CONFIG_KEY.to_string(),
             Key::Pool(name) => format!("{POOL_PREFIX}{name}"),
+            Key::Endpoint { namespace, name } => format!("{ENDPOINT_PREFIX}{namespace}/{name}"),
             Key::PoolNames => POOL_NAMES_KEY.to_string(),
             Key::HostBlocks(host) => format!("{HOST_BLOCKS_PREFIX}{host}"),
             Key::PoolBlocks(net) => format!("{POOL_BLOCKS_PREFIX}{}/{}", family(net), cidr_for_key(net)),
@@ -193,6 +199,9 @@ impl Key {
             Key::Handle(id.to_string())
         } else if let Some(name) = path.strip_prefix(POOL_PREFIX) {
             Key::Pool(name.to_string())
+        } else if let Some(rest) = path.strip_prefix(ENDPOINT_PREFIX) {
+            let (namespace, name) = rest.split_once('/')?;
+            Key::Endpoint { namespace: namespace.to_string(), name: name.to_string() }
         } else if let Some(host) = path.strip_prefix(HOST_BLOCKS_PREFIX) {
             Key::HostBlocks(host.to_string())
         } else if let Some(rest) = path.strip_prefix(POOL_BLOCKS_PREFIX) {
@@ -220,6 +229,7 @@ impl Kind {
             Kind::Handle => HANDLE_PREFIX,
             Kind::IpamConfig => CONFIG_KEY,
             Kind::Pool => POOL_PREFIX,
+            Kind::Endpoint => ENDPOINT_PREFIX,
             Kind::PoolNames => POOL_NAMES_KEY,
             Kind::HostBlocks => HOST_BLOCKS_PREFIX,
             Kind::PoolBlocks => POOL_BLOCKS_PREFIX,
@@ -350,6 +360,7 @@ mod tests {
             Key::Handle("net.c1".into()),
             Key::IpamConfig,
             Key::Pool("default-ipv4-ippool".into()),
+            Key::Endpoint { namespace: "default".into(), name: "node--1-k8s-nginx-eth0".into() },
             Key::PoolNames,
             Key::HostBlocks("n1".into()),
             Key::PoolBlocks(b),
