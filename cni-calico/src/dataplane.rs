@@ -2,7 +2,7 @@
 //! routes in the container and the /32 (/128) route to it on the host. Also its teardown and verification.
 use crate::error::{Context, Error};
 use common::cni::CniError;
-use common::netlink::{format_mac, is_exists, Link, LinkEvents, Netlink, RouteSpec};
+use common::netlink::{format_mac, is_exists, Link, LinkEvents, Netlink, RouteSpec, RuleSpec};
 use common::netns::NetNs;
 use common::sysctl;
 use ipnet::IpNet;
@@ -170,12 +170,21 @@ fn configure_container(link: &Link, plan: &Plan) -> Result<(), Error> {
             set(format!("net/ipv6/conf/{scope}/disable_ipv6"), "0")?;
         }
     }
+    let table = route_table(&plan.ifname, link.index);
     if plan.has_v4() {
-        nl.add_route(&RouteSpec::link_scope(host_net(GATEWAY_V4.into()), link.index)).ctx(|| "adding route 169.254.1.1 dev scope link".into())?;
-        nl.add_route(&RouteSpec::via(default_net(false), GATEWAY_V4.into(), link.index)).ctx(|| "adding default route via 169.254.1.1".into())?;
+        nl.add_route(&RouteSpec::link_scope(host_net(GATEWAY_V4.into()), link.index).in_table(table))
+            .ctx(|| "adding route 169.254.1.1 dev scope link".into())?;
+        nl.add_route(&RouteSpec::via(default_net(false), GATEWAY_V4.into(), link.index).in_table(table))
+            .ctx(|| "adding default route via 169.254.1.1".into())?;
     }
     if plan.has_v6() {
-        nl.add_route(&RouteSpec::via(default_net(true), GATEWAY_V6.into(), link.index)).ctx(|| format!("adding default route via {GATEWAY_V6}"))?;
+        nl.add_route(&RouteSpec::via(default_net(true), GATEWAY_V6.into(), link.index).in_table(table))
+            .ctx(|| format!("adding default route via {GATEWAY_V6}"))?;
+    }
+    if table != MAIN_TABLE {
+        for ip in &plan.ips {
+            nl.add_rule(&source_rule(*ip, table)).ctx(|| format!("adding rule from {ip} lookup {table}"))?;
+        }
     }
     for ip in &plan.ips {
         nl.add_address(link.index, host_net(*ip)).ctx(|| format!("adding address {ip} to {}", plan.ifname))?;
@@ -187,6 +196,26 @@ fn configure_container(link: &Link, plan: &Plan) -> Result<(), Error> {
         set("net/ipv6/conf/all/forwarding".into(), forward)?;
     }
     Ok(())
+}
+
+const MAIN_TABLE: u32 = netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN as u32;
+/// Rules for the routing tables of non-default interfaces come before the main table's (32766).
+const RULE_PRIORITY: u32 = 1000;
+const TABLE_BASE: u32 = 1000;
+
+/// The pod's routing table for `ifname`: the main table for the default interface (exactly Calico's
+/// routes), a table of its own for any other, chosen by its addresses through `from <ip>` rules. A second
+/// interface then neither fights the first for the default route nor answers out of the first's veth.
+fn route_table(ifname: &str, index: u32) -> u32 {
+    if ifname == common::attachment::DEFAULT_IFNAME {
+        MAIN_TABLE
+    } else {
+        TABLE_BASE + index
+    }
+}
+
+fn source_rule(ip: IpAddr, table: u32) -> RuleSpec {
+    RuleSpec { from: host_net(ip), table, priority: RULE_PRIORITY }
 }
 
 /// The host-side sysctls of calico.md §1.7: (key, value, must succeed).
@@ -284,6 +313,15 @@ pub fn teardown(container_ns: &NetNs, ifname: &str, owner: &str, addresses_gone:
                 return Ok(Teardown::Foreign(other.clone()));
             }
             // Its write end closes when the deletion returns, waking the wait below if no event came.
+            let table = route_table(ifname, link.index);
+            if table != MAIN_TABLE {
+                // Rules outlive their interface; the table's routes go with it.
+                for v6 in [false, true] {
+                    for rule in nl.rules(v6).ctx(|| "listing rules".into())?.into_iter().filter(|r| r.table == table) {
+                        nl.del_rule(&rule).ctx(|| format!("deleting rule from {} lookup {table}", rule.from))?;
+                    }
+                }
+            }
             let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from).ctx(|| "making a pipe".into())?;
             match LinkEvents::open() {
                 Ok(events) => {
@@ -373,6 +411,15 @@ fn verify_container(plan: &Plan, exp: &Expected) -> Result<(), Error> {
         }
         if !v6 && !routes.iter().any(|r| r.dst == host_net(gw) && r.oif == Some(link.index)) {
             return Err(Error::Check(format!("route {gw} dev {} scope link missing in container", plan.ifname)));
+        }
+        let table = route_table(&plan.ifname, link.index);
+        if table != MAIN_TABLE {
+            let rules = nl.rules(v6).ctx(|| "listing container rules".into())?;
+            for ip in plan.ips.iter().filter(|ip| ip.is_ipv6() == v6) {
+                if !rules.contains(&source_rule(*ip, table)) {
+                    return Err(Error::Check(format!("rule from {ip} lookup {table} missing in container")));
+                }
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use netlink_packet_core::{
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -39,7 +40,21 @@ pub struct RouteSpec {
     pub table: u32,
 }
 
+/// A policy-routing rule `from <from> lookup <table>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub from: IpNet,
+    pub table: u32,
+    pub priority: u32,
+}
+
 impl RouteSpec {
+    /// The same route in routing table `table`.
+    pub fn in_table(mut self, table: u32) -> RouteSpec {
+        self.table = table;
+        self
+    }
+
     /// `dst dev <oif> scope link`
     pub fn link_scope(dst: IpNet, oif: u32) -> RouteSpec {
         RouteSpec { dst, gw: None, oif: Some(oif), scope: RouteScope::Link, table: RouteHeader::RT_TABLE_MAIN as u32 }
@@ -250,6 +265,39 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL).map(drop)
     }
 
+    /// `ip rule add from <from> lookup <table> priority <priority>`
+    pub fn add_rule(&mut self, rule: &RuleSpec) -> io::Result<()> {
+        self.request(RouteNetlinkMessage::NewRule(rule_message(rule)), NLM_F_CREATE | NLM_F_EXCL).map(drop)
+    }
+
+    pub fn del_rule(&mut self, rule: &RuleSpec) -> io::Result<()> {
+        self.request(RouteNetlinkMessage::DelRule(rule_message(rule)), 0).map(drop)
+    }
+
+    /// The `from ... lookup ...` rules of one family.
+    pub fn rules(&mut self, v6: bool) -> io::Result<Vec<RuleSpec>> {
+        let mut msg = RuleMessage::default();
+        msg.header.family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let replies = self.request(RouteNetlinkMessage::GetRule(msg), NLM_F_DUMP)?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| {
+                let RouteNetlinkMessage::NewRule(m) = r else { return None };
+                let mut table = m.header.table as u32;
+                let (mut from, mut priority) = (None, 0);
+                for a in &m.attributes {
+                    match a {
+                        RuleAttribute::Source(ip) => from = IpNet::new(*ip, m.header.src_len).ok(),
+                        RuleAttribute::Table(t) => table = *t,
+                        RuleAttribute::Priority(p) => priority = *p,
+                        _ => {}
+                    }
+                }
+                Some(RuleSpec { from: from?, table, priority })
+            })
+            .collect())
+    }
+
     /// Routes of one family in the main table (and others), as specs.
     pub fn routes(&mut self, v6: bool) -> io::Result<Vec<RouteSpec>> {
         let mut msg = RouteMessage::default();
@@ -257,6 +305,18 @@ impl Netlink {
         let replies = self.request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?;
         Ok(replies.iter().filter_map(|r| if let RouteNetlinkMessage::NewRoute(m) = r { to_route(m) } else { None }).collect())
     }
+}
+
+fn rule_message(rule: &RuleSpec) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = family(rule.from.addr());
+    msg.header.src_len = rule.from.prefix_len();
+    msg.header.action = RuleAction::ToTable;
+    msg.header.table = if rule.table < 256 { rule.table as u8 } else { 252 };
+    msg.attributes.push(RuleAttribute::Source(rule.from.addr()));
+    msg.attributes.push(RuleAttribute::Table(rule.table));
+    msg.attributes.push(RuleAttribute::Priority(rule.priority));
+    msg
 }
 
 fn family(ip: IpAddr) -> AddressFamily {

@@ -6,6 +6,7 @@ use super::Args;
 use crate::error::IpamError;
 use crate::ipam::block::Attribute;
 use crate::ipam::check::check_store;
+use crate::ipam::endpoint::WorkloadEndpoint;
 use crate::ipam::records::{load, Handle};
 use crate::ipam::{Block, Ipam};
 use common::store::{Datastore, Key, Kind, Op};
@@ -89,7 +90,9 @@ pub(crate) fn check(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError
         }
     }
     let unaffine: Vec<&Block> = snap.blocks.iter().filter(|b| owner(b).is_none()).collect();
-    let problems = consistency.problems.len() + leaked.len() + empty_handles.len() + unaffine.len();
+    let links = if args.has("--links") { Some(link_report(&consistency.endpoints, node)?) } else { None };
+    let link_problems = links.as_ref().map_or(0, |l| l.mismatched.len());
+    let problems = consistency.problems.len() + leaked.len() + empty_handles.len() + unaffine.len() + link_problems;
 
     let report = json!({
         "version": "v1", "generatedBy": "cni-ipam check", "node": node, "network": network,
@@ -97,7 +100,12 @@ pub(crate) fn check(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError
         "leakedAllocations": leaked.iter().map(|(ip, h, r)| json!({"ip": ip, "handle": h, "reason": r})).collect::<Vec<_>>(),
         "leakedHandles": empty_handles, "unaffineBlocks": unaffine.iter().map(|b| b.cidr.to_string()).collect::<Vec<_>>(),
         "problems": consistency.problems,
+        "attachments": consistency.endpoints.len(),
     });
+    let mut report = report;
+    if let Some(l) = &links {
+        report["links"] = json!({"mismatched": l.mismatched, "recordsWithoutInterface": l.without_interface, "interfacesWithoutRecord": l.without_record});
+    }
     match args.get("-o") {
         Some("json") => {
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -123,6 +131,19 @@ pub(crate) fn check(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError
     for b in &unaffine {
         println!("  {} ({} in use)", b.cidr, b.in_use());
     }
+    if let Some(l) = &links {
+        println!("Checked {} attachment records against the interfaces of this network namespace:", consistency.endpoints.len());
+        for m in &l.mismatched {
+            println!("problem: {m}");
+        }
+        // An ADD or DEL stopped half way leaves these; the runtime's DEL of the attachment finishes it.
+        for r in &l.without_interface {
+            println!("  unfinished: record {r} has no interface");
+        }
+        for i in &l.without_record {
+            println!("  unfinished: interface {i} has no record");
+        }
+    }
     for p in &consistency.problems {
         println!("problem: {p}");
     }
@@ -131,6 +152,39 @@ pub(crate) fn check(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError
     }
     println!("Check complete; found {problems} problems.");
     Ok(if problems == 0 { 0 } else { 1 })
+}
+
+/// Attachment records against the host ends of veths in this network namespace (run on the node).
+struct LinkReport {
+    /// A record's interface marked as another container's: a real inconsistency.
+    mismatched: Vec<String>,
+    /// Records of this node without their interface, and marked interfaces without a record: what an ADD or
+    /// DEL stopped half way leaves until the runtime's DEL.
+    without_interface: Vec<String>,
+    without_record: Vec<String>,
+}
+
+fn link_report(endpoints: &BTreeMap<Key, WorkloadEndpoint>, node: Option<&str>) -> Result<LinkReport, IpamError> {
+    let mut nl = common::netlink::Netlink::open().map_err(|e| IpamError::Internal(format!("netlink: {e}")))?;
+    let links = nl.links().map_err(|e| IpamError::Internal(format!("listing links: {e}")))?;
+    let mut r = LinkReport { mismatched: Vec::new(), without_interface: Vec::new(), without_record: Vec::new() };
+    let mine: Vec<(&Key, &WorkloadEndpoint)> = endpoints.iter().filter(|(_, ep)| node.is_none_or(|n| ep.spec.node == n)).collect();
+    for (key, ep) in &mine {
+        match links.iter().find(|l| l.name == ep.spec.interface_name) {
+            None => r.without_interface.push(key.to_string()),
+            Some(l) => {
+                if let Some(alias) = l.alias.as_ref().filter(|a| **a != ep.spec.container_id) {
+                    r.mismatched.push(format!("interface {} is marked as container {alias}'s, its record {key} says {}", l.name, ep.spec.container_id));
+                }
+            }
+        }
+    }
+    for l in links.iter().filter(|l| l.kind.as_deref() == Some("veth") && l.alias.is_some()) {
+        if !mine.iter().any(|(_, ep)| ep.spec.interface_name == l.name) {
+            r.without_record.push(format!("{} (container {})", l.name, l.alias.as_deref().unwrap_or("")));
+        }
+    }
+    Ok(r)
 }
 
 pub(crate) fn release(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {

@@ -25,10 +25,12 @@ usage: cni-ipam [STORE] COMMAND [-o json]
   show [--show-blocks] [--show-borrowed] [--show-configuration]
                                pool and block usage (like calicoctl ipam show); --blocks = --show-blocks
   show --ip IP                 who holds an address
-  check [--node N] [--valid-ids FILE] [--network NET] [-o REPORT.json]
+  check [--node N] [--valid-ids FILE] [--network NET] [--links] [-o REPORT.json]
                                consistency and leaks: allocations of node N whose container is not in FILE
                                (one ID per line) or whose recorded netns is gone, handles without addresses,
-                               blocks affine to no node; exit 1 when problems are found
+                               blocks affine to no node, attachment records whose addresses their handle
+                               does not hold; --links (run in the node's network namespace): records
+                               against the veths here; exit 1 when problems are found
   release --ip IP [--ip IP...] | --from-report REPORT.json
   configure [--strict-affinity BOOL] [--max-blocks-per-host N] [--auto-allocate-blocks BOOL]
                                (alias: config set; config show prints it)
@@ -51,7 +53,7 @@ pub(crate) struct Args {
 }
 
 const SWITCHES: &[&str] =
-    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--idle"];
+    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--idle", "--links"];
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut words = Vec::new();

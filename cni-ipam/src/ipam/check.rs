@@ -1,9 +1,13 @@
 //! Store consistency check (`cni-ipam check`, and what the crash tests assert): every record decodes, every
 //! block keeps its invariants, handles count exactly what the blocks hold, no address is in two blocks,
-//! confirmed affinities and index entries point at blocks affine to their host, every block is indexed.
+//! confirmed affinities and index entries point at blocks affine to their host, every block is indexed,
+//! every attachment record's addresses are held by its attachment's handle and no address is in two records.
 use super::block::Block;
 use super::pool::Pool;
+use super::endpoint::WorkloadEndpoint;
 use super::records::{Affinity, Handle, HostBlocks, PoolBlocks, PoolNames};
+use common::attachment::Attachment;
+use std::net::IpAddr;
 use crate::error::IpamError;
 use common::store::{Json, Key, Kind, Store};
 use ipnet::IpNet;
@@ -15,6 +19,8 @@ pub struct Report {
     pub blocks: usize,
     pub handles: usize,
     pub allocations: usize,
+    /// Attachment records, by key.
+    pub endpoints: BTreeMap<Key, WorkloadEndpoint>,
     pub problems: Vec<String>,
 }
 
@@ -74,6 +80,33 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
         if !handles.contains_key(id) {
             p.push(format!("addresses held by handle {id:?}, which has no handle record"));
         }
+    }
+
+    // Attachment records: each address held by the record's own handle, none in two records.
+    let holder = |ip: IpAddr| -> Option<String> {
+        let b = blocks.values().find(|b| b.cidr.contains(&ip))?;
+        b.ordinal(ip).and_then(|o| b.owner_of(o)).and_then(|a| a.handle_id.clone())
+    };
+    let mut recorded: BTreeMap<IpAddr, Key> = BTreeMap::new();
+    for (key, rec) in store.list(Kind::Endpoint)? {
+        let Some(ep) = decode::<WorkloadEndpoint>(&key, rec.value, p) else { continue };
+        let Key::Endpoint { namespace, name } = &key else { continue };
+        if ep.metadata.namespace != *namespace || ep.metadata.name != *name {
+            p.push(format!("{key}: holds the record of {}/{}", ep.metadata.namespace, ep.metadata.name));
+        }
+        let handle = Attachment { network: ep.network().to_string(), container_id: ep.spec.container_id.clone(), ifname: ep.spec.endpoint.clone(), pod: None }.handle_id();
+        for net in &ep.spec.ip_networks {
+            let ip = net.addr();
+            match holder(ip) {
+                Some(h) if h == handle => {}
+                Some(h) => p.push(format!("{key}: lists {ip}, which handle {h:?} holds, not the attachment's {handle:?}")),
+                None => p.push(format!("{key}: lists {ip}, which is not allocated: the address could be handed out twice")),
+            }
+            if let Some(other) = recorded.insert(ip, key.clone()) {
+                p.push(format!("{ip} is in two attachment records: {other} and {key}"));
+            }
+        }
+        r.endpoints.insert(key, ep);
     }
 
     for (key, rec) in store.list(Kind::Affinity)? {
