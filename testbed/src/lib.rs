@@ -215,6 +215,27 @@ impl Node {
         }
     }
 
+    /// Starts `plugin` from the node netns as `run` does, without waiting (to kill it mid-operation).
+    pub fn spawn(&self, plugin: &str, cmd: &str, cid: &str, pod: Option<&str>, ifname: &str, stdin: &Value) -> std::process::Child {
+        let node_ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("node netns");
+        let netns = pod.map(|p| format!("/run/netns/{p}")).unwrap_or_default();
+        let mut c = Command::new(self.bin.join(plugin));
+        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("CNI_PATH", &self.bin);
+        c.envs([("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", ifname)]);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&node_ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter node netns");
+                c.spawn().expect("spawn plugin")
+            })
+            .join()
+            .expect("spawner thread")
+        });
+        // Small enough for the pipe buffer: written whole before the plugin reads it.
+        let _ = child.stdin.take().expect("stdin").write_all(stdin.to_string().as_bytes());
+        child
+    }
+
     /// `ip -n <ns> ...` output.
     pub fn ip_in(&self, ns: &str, args: &[&str]) -> String {
         let mut a = vec!["-n", ns];
