@@ -31,6 +31,10 @@ impl Client<'_> {
     }
 
     fn run_as(&self, verb: &str, pod: &str, container_id: &str) -> Out {
+        self.run_if(verb, pod, container_id, "eth0")
+    }
+
+    fn run_if(&self, verb: &str, pod: &str, container_id: &str, ifname: &str) -> Out {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/{}", self.bed.node.name))
             .arg("--")
@@ -42,6 +46,7 @@ impl Client<'_> {
             .env("CNI_PATH", &self.bed.node.bin)
             .env("CNI_CACHEDIR", &self.cache)
             .env("CNI_CONTAINERID", container_id)
+            .env("CNI_IFNAME", ifname)
             // As kubelet-style runtimes send it; the host veth name derives from namespace + pod name.
             .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{container_id}"));
         proc::run(&mut c, T)
@@ -173,4 +178,43 @@ fn libcni_dual_stack_pods_reach_each_other_over_both_families() {
     }
     bed.ipam.assert_in_use(0);
     eprintln!("CNI calls seen (dual-stack):\n{}", bed.rec.transcript());
+}
+
+/// A second interface of one container on the same network through libcni, dual-stack: each attachment is
+/// cached and CHECKed with its own prevResult, both answer over both families, and DEL of one leaves the
+/// other working and allocated.
+#[test]
+fn libcni_two_interfaces_of_one_container_live_side_by_side() {
+    if !can_run("libcni_two_interfaces") {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let tool = minicnitool();
+    let mut bed = Bed::with_conflist("lcn2", "calico-dual-stack.conflist", &["10.248.0.0/16", "fd00:10:248::/48"]);
+    let pod = bed.node.pod();
+    let cache = bed.path("cni-cache");
+    let client = Client { tool, bed: &bed, cache: cache.clone() };
+    let mut got = Vec::new();
+    for ifname in ["eth0", "eth1"] {
+        let res: serde_json::Value = serde_json::from_str(&client.run_if("add", &pod, "two-if", ifname).ok()).expect("ADD result JSON");
+        assert_eq!(res["interfaces"][1]["name"], ifname, "{res}");
+        got.push(addrs(&res));
+    }
+    assert_eq!(std::fs::read_dir(cache.join("results")).expect("cache").count(), 2, "one cached result per attachment");
+    bed.ipam.assert_in_use(4);
+    for a in got.iter().flatten() {
+        assert!(bed.node.ping(&bed.node.name, a, Duration::from_secs(10)), "{a} unreachable");
+    }
+    for ifname in ["eth0", "eth1"] {
+        client.run_if("check", &pod, "two-if", ifname).ok();
+    }
+    client.run_if("del", &pod, "two-if", "eth1").ok();
+    bed.ipam.assert_in_use(2);
+    for a in &got[0] {
+        assert!(bed.node.ping(&bed.node.name, a, Duration::from_secs(10)), "{a} (eth0) unreachable after DEL of eth1");
+    }
+    client.run_if("check", &pod, "two-if", "eth0").ok();
+    client.run_if("del", &pod, "two-if", "eth0").ok();
+    bed.ipam.assert_in_use(0);
+    eprintln!("CNI calls seen (two interfaces):\n{}", bed.rec.transcript());
 }
