@@ -34,9 +34,14 @@ pub fn del(req: &Request) -> Result<(), CniError> {
         Some(started) => started.and_then(|pending| pending.wait()),
         None => Ok(()),
     };
-    match (dataplane_result, ipam_result) {
+    combine(dataplane_result, ipam_result)
+}
+
+/// DEL's outcome from its two halves; when both failed, both are reported.
+fn combine(dataplane: Result<(), CniError>, ipam: Result<(), CniError>) -> Result<(), CniError> {
+    match (dataplane, ipam) {
         (Ok(()), r) => r,
-        // The interface is still there: its addresses stay allocated until a DEL succeeds.
+        // The interface may still be there: its addresses stay allocated until a DEL succeeds.
         (Err(e), Ok(())) => Err(e),
         (Err(d), Err(i)) => Err(both(d, i)),
     }
@@ -46,4 +51,22 @@ pub fn del(req: &Request) -> Result<(), CniError> {
 fn both(first: CniError, second: CniError) -> CniError {
     let details = [first.details.as_str(), second.details.as_str()].iter().filter(|d| !d.is_empty()).copied().collect::<Vec<_>>().join("; ");
     CniError::new(first.code, format!("{}; and IPAM: {}", first.msg, second.msg)).with_details(details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_del_that_fails_twice_reports_both() {
+        let d = CniError::internal("deleting eth0: Device or resource busy");
+        let i = CniError::new(11, "datastore: store I/O error").with_details("etcd unreachable");
+        let e = combine(Err(d.clone()), Err(i.clone())).unwrap_err();
+        assert_eq!(e.code, 999);
+        assert!(e.msg.contains("Device or resource busy") && e.msg.contains("store I/O error"), "{}", e.msg);
+        assert_eq!(e.details, "etcd unreachable");
+        assert_eq!(combine(Ok(()), Err(i.clone())).unwrap_err().msg, i.msg);
+        assert_eq!(combine(Err(d.clone()), Ok(())).unwrap_err().msg, d.msg);
+        assert!(combine(Ok(()), Ok(())).is_ok());
+    }
 }

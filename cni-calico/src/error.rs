@@ -43,3 +43,24 @@ impl<T> Context<T> for io::Result<T> {
         self.map_err(|source| Error::Kernel { what: what(), source })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What ADD's own failures read like: never "CHECK failed", which only CHECK reports.
+    #[test]
+    fn add_failures_do_not_read_as_check_failures() {
+        for e in [
+            Error::Setup("veth eth0 reports no peer".into()),
+            Error::IfExists { ifname: "eth0".into(), owner: Some("abc".into()) },
+            Error::RouteConflict { dst: "10.0.0.1/32".into(), ours: "cali1".into(), other: "up0".into() },
+        ] {
+            let msg = CniError::from(e).msg;
+            assert!(!msg.contains("CHECK"), "{msg}");
+        }
+        assert!(CniError::from(Error::Check("host route missing".into())).msg.starts_with("CHECK failed"));
+        let exists = CniError::from(Error::IfExists { ifname: "eth0".into(), owner: Some("abc".into()) }).msg;
+        assert_eq!(exists, "interface eth0 already exists in the container (attachment of container abc)");
+    }
+}
