@@ -128,3 +128,71 @@ fn a_repeated_add_fails_without_taking_the_live_address() {
     node.run("cni-calico", "DEL", "again", Some(&pod), "eth0", &[], &with_prev(&conf, &first)).ok();
     assert_eq!(handles_in_store(&node), Vec::<String>::new());
 }
+
+/// A 253-character DNS subdomain (four labels, none over 63): the longest node name Kubernetes allows.
+fn long_node() -> String {
+    let label = |c: char, n: usize| format!("{c}{}{c}", "x-y_".repeat(n).chars().take(n - 2).collect::<String>());
+    let name = [label('a', 63), label('b', 63), label('c', 63), label('d', 61)].join(".");
+    assert_eq!(name.len(), 253);
+    name
+}
+
+/// ADD, CHECK and DEL of a dual-stack pod on a node with a 253-character name, cni-ipam inside cni-calico
+/// (or exec'd, for etcd when cni-calico is built without it), on the store `store` names (cni-ipam flags).
+fn long_node_name_dual_stack(node: &mut Node, store: &[String], conf: serde_json::Value) {
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(target_dir().join("cni-ipam")).args(store).args(args).output().expect("cni-ipam");
+        assert!(out.status.success(), "cni-ipam {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&["pool", "add", "--name", "long-v4", "--cidr", "10.123.0.0/24", "--block-size", "26"]);
+    cli(&["pool", "add", "--name", "long-v6", "--cidr", "fd00:123::/64", "--block-size", "122"]);
+    let pod = node.pod();
+    let res = node.run("cni-calico", "ADD", &cid(1), Some(&pod), "eth0", &[], &conf).ok().json;
+    let (a4, a6) = (res["ips"][0]["address"].as_str().unwrap_or(""), res["ips"][1]["address"].as_str().unwrap_or(""));
+    assert!(a4.starts_with("10.123.0.") && a6.starts_with("fd00:123::"), "{res}");
+    let in_pod = node.ip_in(&pod, &["-o", "addr", "show", "dev", "eth0"]);
+    assert!(in_pod.contains(a4) && in_pod.contains(a6), "{in_pod}");
+    assert!(node.ping(&node.name, a4.trim_end_matches("/32"), Duration::from_secs(3)), "v4 from the node");
+    node.run("cni-calico", "CHECK", &cid(1), Some(&pod), "eth0", &[], &with_prev(&conf, &res)).ok();
+    let in_use = |show: &str| -> Vec<String> {
+        show.lines().filter(|l| l.starts_with("IP Pool")).map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string()).collect()
+    };
+    let show = cli(&["show", "--show-blocks"]);
+    assert_eq!(in_use(&show), ["1", "1"], "{show}");
+    assert_eq!(show.lines().filter(|l| l.starts_with("Block") && l.ends_with(&format!("host:{}", long_node()))).count(), 2, "{show}");
+    cli(&["check", "--node", &long_node()]);
+    node.run("cni-calico", "DEL", &cid(1), Some(&pod), "eth0", &[], &with_prev(&conf, &res)).ok();
+    let show = cli(&["show"]);
+    assert_eq!(in_use(&show), ["0", "0"], "{show}");
+    cli(&["check"]);
+    assert_eq!(node.ip_in(&node.name, &["-o", "link"]).lines().count(), 2, "only lo and the uplink remain");
+}
+
+#[test]
+fn a_253_character_node_name_dual_stack_on_the_local_store() {
+    if !root_or_skip("with_ipam_long_node_local") {
+        return;
+    }
+    let mut node = Node::new("lnl");
+    let store = vec!["--store".to_string(), node.path("store").display().to_string()];
+    let conf = json!({"cniVersion": "1.0.0", "name": "crs-long", "type": "cni-calico", "nodename": long_node(),
+        "ipam": {"type": "cni-ipam", "local_store_dir": node.path("store"), "assign_ipv6": "true",
+                 "ipv4_pools": ["long-v4"], "ipv6_pools": ["long-v6"]}});
+    long_node_name_dual_stack(&mut node, &store, conf);
+}
+
+#[test]
+fn a_253_character_node_name_dual_stack_on_etcd() {
+    if !testbed::etcd::available("with_ipam_long_node_etcd") {
+        return;
+    }
+    let etcd = testbed::etcd::Etcd::start(1);
+    let mut node = Node::new("lne");
+    let store = vec!["--etcd-endpoints".to_string(), etcd.endpoints_csv()];
+    let conf = json!({"cniVersion": "1.0.0", "name": "crs-long", "type": "cni-calico", "nodename": long_node(),
+        "datastore_type": "etcdv3", "etcd_endpoints": etcd.endpoints_csv(),
+        "ipam": {"type": "cni-ipam", "ipam_lock_file": node.path("ipam.lock"), "assign_ipv6": "true",
+                 "ipv4_pools": ["long-v4"], "ipv6_pools": ["long-v6"]}});
+    long_node_name_dual_stack(&mut node, &store, conf);
+}

@@ -1,6 +1,7 @@
 //! `cni-ipam bench-alloc` (hidden): in-process allocation latency with 0, 10k and 60k existing allocations,
 //! on the in-memory and the local file store, to show the ADD path does not grow with the store; and with
 //! `--backend etcd`, ADD/DEL latency against etcd with 1, 10 and 100 simulated nodes allocating at once.
+//! `--node NAME` names the node whose ADD/DEL are timed (default `bench-node`).
 use crate::ipam::admin::{apply, Resources};
 use crate::ipam::config::IpamConf;
 use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
@@ -17,6 +18,8 @@ pub fn run(flags: &BTreeMap<String, Option<String>>) -> i32 {
     let get = |k: &str, d: &str| flags.get(k).cloned().flatten().unwrap_or_else(|| d.to_string());
     let levels: Vec<usize> = get("--levels", "0,10000,60000").split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let samples: usize = get("--samples", "2000").parse().unwrap_or(2000);
+    // The node whose ADD/DEL are timed: `--node` with a long name times hashed store file names.
+    let node = get("--node", "bench-node");
     let backends = match get("--backend", "both").as_str() {
         "etcd" => {
             let nodes: Vec<usize> = get("--nodes", "1,10,100").split(',').filter_map(|s| s.trim().parse().ok()).collect();
@@ -32,13 +35,13 @@ pub fn run(flags: &BTreeMap<String, Option<String>>) -> i32 {
     for backend in backends {
         for &level in &levels {
             let r = match backend {
-                "mem" => measure(&MemStore::new(), None, level, samples),
+                "mem" => measure(&MemStore::new(), None, &node, level, samples),
                 _ => {
                     let dir = std::env::temp_dir().join(format!("cni-ipam-bench-{}-{level}", std::process::id()));
                     let _ = std::fs::remove_dir_all(&dir);
                     let r = FileStore::open(&dir).and_then(|s| Ok((s, FileStore::open(&dir)?.without_fsync())));
                     let r = match r {
-                        Ok((synced, fast)) => measure(&synced, Some(&fast), level, samples),
+                        Ok((synced, fast)) => measure(&synced, Some(&fast), &node, level, samples),
                         Err(e) => Err(e.to_string()),
                     };
                     let _ = std::fs::remove_dir_all(&dir);
@@ -72,7 +75,7 @@ fn stats(mut v: Vec<Duration>) -> String {
 }
 
 /// `fill` (if given) is the same store without fsync, used only to create the existing allocations quickly.
-fn measure(store: &dyn Datastore, fill: Option<&dyn Datastore>, level: usize, samples: usize) -> Result<String, String> {
+fn measure(store: &dyn Datastore, fill: Option<&dyn Datastore>, node: &str, level: usize, samples: usize) -> Result<String, String> {
     let e = |e: crate::IpamError| e.to_string();
     let res = PoolResource {
         api_version: "projectcalico.org/v3".into(),
@@ -89,7 +92,6 @@ fn measure(store: &dyn Datastore, fill: Option<&dyn Datastore>, level: usize, sa
         plugin::add(filler, &conf(&node), &owner(format!("bench.fill{i}"), &node), &[]).map_err(e)?;
     }
     let (mut adds, mut dels) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
-    let node = "bench-node";
     for i in 0..samples {
         let handle = format!("bench.c{i}");
         let t = Instant::now();

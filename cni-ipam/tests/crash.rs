@@ -11,7 +11,10 @@ fn store_survives_sigkill_at_random_moments() {
     let store = tmp.path().join("store");
     // Small blocks so that many kills land inside block claims, not only inside warm ADDs.
     load(&store, tmp.path(), vec![pool("crash", "10.50.0.0/23", 28)]);
-    let nodes: Vec<Net> = (0..3).map(|i| Net::new(&store, &format!("node-{i}"))).collect();
+    // The third node's name is as long as Kubernetes allows: its affinity and index records have hashed
+    // file names (store/file/names.rs), killed mid-commit like the others.
+    let long_node = format!("node-2.{}", "x".repeat(246));
+    let nodes: Vec<Net> = ["node-0", "node-1", &long_node].iter().map(|n| Net::new(&store, n)).collect();
     let mut rng = Rng::from_time();
     // How long one ADD takes here (process start included), so kill moments cover the whole operation.
     let mut live: BTreeMap<String, (usize, String)> = BTreeMap::new();

@@ -1,6 +1,8 @@
 //! The local store: one directory (0700) of JSON record files (0600), one file per key, changed only while
-//! holding an exclusive flock on `<dir>/.lock`. File names are the percent-encoded key paths: no key can name
-//! a path outside the directory.
+//! holding an exclusive flock on `<dir>/.lock`. A file is named by its key path, percent-encoded, so no key
+//! can name a path outside the directory; a path too long for a file name is cut and ends in its SHA-256,
+//! and only the record names its whole key (see `names.rs`: any key length works, short keys keep the name
+//! they always had).
 //!
 //! Commits go through a write-ahead log (`.wal`, see `wal.rs`). A commit appends one checksummed frame with
 //! the whole new content of every record it changes and `fdatasync`s the log: that is the commit point and
@@ -15,6 +17,7 @@
 //! made durable and applied; after a reboot (the hint names another boot id) or with a damaged hint, every
 //! frame since the last checkpoint is replayed in order (frames hold whole records, so replay is idempotent)
 //! and a fresh log is written. A torn or corrupt frame is a commit that never happened.
+mod names;
 mod wal;
 
 use super::mem::check_precondition;
@@ -36,8 +39,6 @@ const LOCK_FILE: &str = ".lock";
 const SPARES: [&str; 2] = [".spare0", ".spare1"];
 /// Multi-record commits of the store format before the log; finished (through the log) if one is found.
 const JOURNAL: &str = ".journal";
-/// Longest file name most Linux filesystems accept.
-const NAME_MAX: usize = 255;
 
 pub struct FileStore {
     dir: PathBuf,
@@ -45,8 +46,9 @@ pub struct FileStore {
     boot: Option<BootId>,
 }
 
-/// What a record file holds: the key it belongs to (checked on read), its revision and the value (kept as
-/// text: the reader decodes it into its own type).
+/// What a record file holds: the key it belongs to (checked on read; for a hashed file name the only place
+/// that names the whole key), its revision and the value (kept as text: the reader decodes it into its own
+/// type).
 #[derive(Serialize, Deserialize)]
 struct FileRecord {
     key: String,
@@ -168,9 +170,10 @@ struct FileSession<'a> {
     broken: bool,
     /// Which `SPARES` exist, as far as this session knows (`None`: not looked yet).
     spares: Cell<[Option<bool>; 2]>,
-    /// The revision (None: absent) of every record file this session has read or written. Nobody else writes
-    /// while the session holds the lock, so a commit checks its preconditions here instead of reading the
-    /// records again.
+    /// The revision (None: absent) of every record this session has read or written, by key path. Nobody
+    /// else writes while the session holds the lock, so a commit checks its preconditions here instead of
+    /// reading the records again. (By path, not file name: two keys whose hashed names collide must not
+    /// share an entry.)
     revisions: RefCell<HashMap<String, Option<Revision>>>,
     /// The last commit's changes while they are durable in the log but not yet in the record files (and its
     /// frame length): applied by the next commit, `list` or the end of the session, so that a caller can
@@ -242,13 +245,16 @@ impl<'a> FileSession<'a> {
         Ok(())
     }
 
-    fn read(&self, name: &str) -> Result<Option<FileRecord>, StoreError> {
+    /// Reads the record file `name`, which must hold `key` (a path), or, with `None` (when listing), a key
+    /// whose file name is `name`. Anything else is an error, never another key's record: a file under the
+    /// wrong name is damage, and two keys whose hashed names collide (see `names.rs`) meet here.
+    fn read(&self, name: &str, key: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
         self.usable()?;
         if let Some((changes, _)) = &*self.pending.borrow() {
             match changes.iter().find(|c| c.name() == name) {
                 Some(Change::Put { content, .. }) => {
                     let rec = serde_json::from_slice(content).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                    return Ok(Some(rec));
+                    return self.checked(name, key, rec).map(Some);
                 }
                 Some(Change::Delete { .. }) => return Ok(None),
                 None => {}
@@ -258,29 +264,42 @@ impl<'a> FileSession<'a> {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.revisions.borrow_mut().insert(name.to_string(), None);
+                if let Some(key) = key {
+                    self.revisions.borrow_mut().insert(key.to_string(), None);
+                }
                 return Ok(None);
             }
             Err(e) => return Err(StoreError::io(path.display(), e)),
         };
         let rec: FileRecord = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
-        if encode_name(&rec.key) != name || rec.revision == 0 {
-            return Err(StoreError::Corrupt {
-                path: path.display().to_string(),
-                reason: format!("record names key {} at revision {}", rec.key, rec.revision),
-            });
-        }
-        self.revisions.borrow_mut().insert(name.to_string(), Some(rec.revision));
+        let rec = self.checked(name, key, rec)?;
+        self.revisions.borrow_mut().insert(rec.key.clone(), Some(rec.revision));
         Ok(Some(rec))
     }
 
-    /// The record's current revision: known if this session read or wrote it, else read.
-    fn revision(&self, name: &str) -> Result<Option<Revision>, StoreError> {
-        if let Some(rev) = self.revisions.borrow().get(name) {
+    /// `rec`, read from file `name`, if it is what `read` may return.
+    fn checked(&self, name: &str, key: Option<&str>, rec: FileRecord) -> Result<FileRecord, StoreError> {
+        let own_name = || names::file_name(&rec.key) == name;
+        if rec.revision != 0 && key.map_or_else(own_name, |k| rec.key == k) {
+            return Ok(rec);
+        }
+        let reason = match key {
+            Some(k) if rec.revision != 0 && own_name() => {
+                format!("holds key {} where key {k} is looked for: their file names collide", rec.key)
+            }
+            _ => format!("record names key {} at revision {}", rec.key, rec.revision),
+        };
+        Err(StoreError::Corrupt { path: self.path(name).display().to_string(), reason })
+    }
+
+    /// The current revision of the record at key path `key` (file `name`): known if this session read or
+    /// wrote it, else read.
+    fn revision(&self, name: &str, key: &str) -> Result<Option<Revision>, StoreError> {
+        if let Some(rev) = self.revisions.borrow().get(key) {
             return Ok(*rev);
         }
-        Ok(self.read(name)?.map(|r| r.revision))
+        Ok(self.read(name, Some(key))?.map(|r| r.revision))
     }
 
     fn mark_spare(&self, slot: usize, present: bool) {
@@ -391,14 +410,10 @@ impl<'a> FileSession<'a> {
         File::open(self.dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(self.dir.display(), e))
     }
 
-    /// Logs and makes durable one commit's changes; `settle` applies them.
+    /// Logs and makes durable one commit's changes; `settle` applies them. Every error leaves the session
+    /// unusable, so the caller updates `revisions` only after a success.
     fn commit_changes(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
         self.settle()?;
-        let mut known = self.revisions.borrow_mut();
-        for c in &changes {
-            known.remove(c.name());
-        }
-        drop(known);
         let len = match self.log.append(&changes, self.sync) {
             Ok(len) => len,
             Err(e) => {
@@ -459,7 +474,12 @@ impl<'a> FileSession<'a> {
         tracing::warn!(ops = journal.ops.len(), "finishing an interrupted store commit (pre-log journal)");
         let mut changes = Vec::new();
         for op in journal.ops {
-            if self.read(&op.name)?.map(|r| r.revision) == op.expect {
+            // That format refused keys too long for a plain name, so its names give their keys.
+            let key = match names::parse(&op.name) {
+                Some(names::Parsed::Plain(key)) => Some(key),
+                _ => None,
+            };
+            if self.read(&op.name, key.as_deref())?.map(|r| r.revision) == op.expect {
                 changes.push(match op.content {
                     Some(c) => Change::Put { name: op.name, content: c.into_bytes() },
                     None => Change::Delete { name: op.name },
@@ -469,6 +489,8 @@ impl<'a> FileSession<'a> {
         if !changes.is_empty() {
             self.commit_changes(changes)?;
             self.settle()?;
+            // What this session read of those records is stale now.
+            self.revisions.get_mut().clear();
         }
         // Should a power loss bring it back, its ops no longer match any record's revision.
         fs::remove_file(&path).map_err(|e| StoreError::io(path.display(), e))
@@ -477,13 +499,13 @@ impl<'a> FileSession<'a> {
 
 impl Store for FileSession<'_> {
     fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        let name = name_for(key)?;
-        Ok(self.read(&name)?.map(|r| Record { value: r.value, rev: r.revision }))
+        let path = key.path();
+        Ok(self.read(&names::file_name(&path), Some(&path))?.map(|r| Record { value: r.value, rev: r.revision }))
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<(Key, Record)>, StoreError> {
         self.usable()?;
-        let prefix = encode_name(kind.prefix());
+        let prefix = names::name_prefix(kind.prefix());
         let entries = fs::read_dir(self.dir).map_err(|e| StoreError::io(self.dir.display(), e))?;
         let mut names = Vec::new();
         for entry in entries {
@@ -496,16 +518,22 @@ impl Store for FileSession<'_> {
             names.sort_unstable();
             names.dedup();
         }
+        let of_kind = |path: &str| Key::parse(path).filter(|k| k.kind() == kind);
         let mut out = Vec::new();
         for name in names {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let Some(key) = decode_name(&name).and_then(|p| Key::parse(&p)) else { continue };
-            if key.kind() != kind {
-                continue;
-            }
-            if let Some(r) = self.read(&name)? {
+            // A plain name gives the key before the file is read; a hashed one only through its record.
+            let rec = match names::parse(&name) {
+                Some(names::Parsed::Plain(path)) => match of_kind(&path) {
+                    Some(key) => self.read(&name, Some(&path))?.map(|r| (key, r)),
+                    None => continue,
+                },
+                Some(names::Parsed::Hashed) => self.read(&name, None)?.and_then(|r| Some((of_kind(&r.key)?, r))),
+                None => continue,
+            };
+            if let Some((key, r)) = rec {
                 out.push((key, Record { value: r.value, rev: r.revision }));
             }
         }
@@ -518,16 +546,17 @@ impl Store for FileSession<'_> {
         check_distinct(ops)?;
         let mut changes = Vec::with_capacity(ops.len());
         let mut revs = Vec::with_capacity(ops.len());
+        let mut paths = Vec::with_capacity(ops.len());
         for op in ops {
-            let key = op.key();
-            let name = name_for(key)?;
-            let current = self.revision(&name)?;
+            let path = op.key().path();
+            let name = names::file_name(&path);
+            let current = self.revision(&name, &path)?;
             check_precondition(op, current)?;
             changes.push(match op {
                 Op::Create { value, .. } | Op::Update { value, .. } => {
                     let revision = next_revision(current);
                     revs.push(revision);
-                    let rec = NewRecord { key: &key.path(), revision, value };
+                    let rec = NewRecord { key: &path, revision, value };
                     let content = serde_json::to_vec(&rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
                     Change::Put { name, content }
                 }
@@ -536,13 +565,13 @@ impl Store for FileSession<'_> {
                     Change::Delete { name }
                 }
             });
+            paths.push(path);
         }
         if !changes.is_empty() {
-            let names: Vec<String> = changes.iter().map(|c| c.name().to_string()).collect();
             self.commit_changes(changes)?;
             let mut known = self.revisions.borrow_mut();
-            for (name, rev) in names.into_iter().zip(&revs) {
-                known.insert(name, (*rev != 0).then_some(*rev));
+            for (path, rev) in paths.into_iter().zip(&revs) {
+                known.insert(path, (*rev != 0).then_some(*rev));
             }
         }
         Ok(revs)
@@ -617,48 +646,6 @@ fn next_revision(current: Option<Revision>) -> Revision {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
     now.max(current.unwrap_or(0) + 1)
-}
-
-fn name_for(key: &Key) -> Result<String, StoreError> {
-    let name = encode_name(&key.path());
-    if name.len() > NAME_MAX {
-        return Err(StoreError::Invalid(format!("key too long for the local store: {key}")));
-    }
-    Ok(name)
-}
-
-/// Percent-encodes every byte outside `[A-Za-z0-9._-]` (so `/` and `%` never survive) and a leading dot
-/// (names starting with `.` are the store's own files).
-pub fn encode_name(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 16);
-    for (i, b) in path.bytes().enumerate() {
-        let plain = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
-        if plain {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Inverse of `encode_name`; `None` for names `encode_name` cannot produce.
-pub fn decode_name(name: &str) -> Option<String> {
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let path = String::from_utf8(out).ok()?;
-    (encode_name(&path) == name).then_some(path)
 }
 
 #[cfg(test)]
