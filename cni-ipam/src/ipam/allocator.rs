@@ -798,8 +798,16 @@ impl<'s> Ipam<'s> {
 
     /// Releases single addresses; with a sequence number, only if the address was not re-assigned since
     /// (the guard GC and operators use). Keeps going past refusals and reports the first one at the end.
+    /// An attachment record listing a released address loses it in the same commit (and goes when empty),
+    /// so no record ever names a free address. Scans the records: for operators, never on the ADD/DEL path.
     pub fn release_ips(&mut self, ips: &[(IpAddr, Option<u64>)]) -> Result<usize, IpamError> {
         let pools = self.pools()?;
+        let mut listed: BTreeMap<IpAddr, Key> = BTreeMap::new();
+        for (key, rec) in self.store.list(Kind::Endpoint)? {
+            if let Ok(ep) = rec.value.decode::<WorkloadEndpoint>() {
+                listed.extend(ep.spec.ip_networks.iter().map(|n| (n.addr(), key.clone())));
+            }
+        }
         let mut released = 0;
         let mut refused = None;
         for (ip, seq) in ips {
@@ -825,6 +833,16 @@ impl<'s> Ipam<'s> {
                 ops.push(Op::Update { key: Key::Block(cidr), value: encode(&block)?, rev });
                 if full_before {
                     ops.extend(self.unfull_ops(&[(cidr, block.affinity.clone())])?);
+                }
+            }
+            if let Some(key) = listed.get(ip) {
+                if let Some((mut ep, rev)) = self.endpoint(key)? {
+                    ep.spec.ip_networks.retain(|n| n.addr() != *ip);
+                    ops.push(if ep.spec.ip_networks.is_empty() {
+                        Op::Delete { key: key.clone(), rev }
+                    } else {
+                        Op::Update { key: key.clone(), value: encode(&ep)?, rev }
+                    });
                 }
             }
             let hkey = Key::Handle(handle);
