@@ -125,14 +125,14 @@ impl<'a> Lexer<'a> {
         Ok(Tok::Str(value))
     }
 
-    /// The longest run of label bytes at the current position.
-    fn label(&mut self) -> Result<String, ParseError> {
+    /// The longest run of label bytes at the current position; if there is none, the error says `wanted`.
+    fn label(&mut self, wanted: &str) -> Result<String, ParseError> {
         let start = self.pos;
         let len = self.bytes[start..].iter().take_while(|&&b| is_label_byte(b)).count();
         if len == 0 {
             return Err(match self.src[start..].chars().next() {
-                Some(c) => self.fail(start, format!("expected a label, found {c:?}")),
-                None => self.fail(start, "expected a label"),
+                Some(c) => self.fail(start, format!("expected {wanted}, found {c:?}")),
+                None => self.fail(start, format!("expected {wanted}")),
             });
         }
         if len > MAX_LABEL_LEN {
@@ -143,12 +143,13 @@ impl<'a> Lexer<'a> {
     }
 
     /// Where a term may start: `has(k)`, `all()`, `global()` (no space before the parenthesis) or a label.
+    /// Anything else is an error, which says what the token before called for.
     fn word(&mut self) -> Result<Tok, ParseError> {
         let rest = self.rest();
         if rest.starts_with("has(") {
             self.pos += 4;
             self.skip_space();
-            let label = self.label()?;
+            let label = self.label("a label")?;
             self.close_paren("has(")?;
             Ok(Tok::Has(label))
         } else if rest.starts_with("all(") {
@@ -160,7 +161,13 @@ impl<'a> Lexer<'a> {
             self.close_paren("global(")?;
             Ok(Tok::Global)
         } else {
-            Ok(Tok::Label(self.label()?))
+            let wanted = match self.out.last().map(|t| &t.tok) {
+                Some(Tok::Eq | Tok::Ne | Tok::Contains | Tok::StartsWith | Tok::EndsWith) => "a quoted string",
+                Some(Tok::In | Tok::NotIn) => "'{'",
+                Some(Tok::LBrace | Tok::Comma) => "a quoted string or '}'",
+                _ => "a label",
+            };
+            Ok(Tok::Label(self.label(wanted)?))
         }
     }
 
@@ -288,6 +295,11 @@ mod tests {
         assert_eq!(at("a == 'x"), 5);
         assert_eq!(at("a\n== 'x'"), 1);
         assert_eq!(at("a == 'é' && é"), 13);
+        let problem = |src: &str| tokenize(src).map(|_| ()).unwrap_err().problem().to_string();
+        assert_eq!(problem("a == %"), "expected a quoted string, found '%'");
+        assert_eq!(problem("a in %"), "expected '{', found '%'");
+        assert_eq!(problem("a in {'x', %"), "expected a quoted string or '}', found '%'");
+        assert_eq!(problem("has(a) && \n"), "expected a label, found '\\n'");
         assert_eq!(at(&"a".repeat(513)), 0);
         assert!(tokenize(&"a".repeat(512)).is_ok());
     }
