@@ -1,5 +1,6 @@
 //! IP pools: the `projectcalico.org/v3` IPPool resource as stored, its validation into a typed `Pool`, node
-//! selectors, and the arithmetic that maps a pool's block indices to block CIDRs and back.
+//! selectors (Calico's selector language, from the `selector` crate), and the arithmetic that maps a pool's
+//! block indices to block CIDRs and back.
 use crate::error::IpamError;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -235,86 +236,32 @@ pub fn validate_pool_name(name: &str) -> Result<(), IpamError> {
     }
 }
 
-/// A Calico selector, restricted to a conjunction (`&&`) of `all()`, `has(k)`, `!has(k)`, `k == 'v'` and
-/// `k != 'v'`. Anything else is refused when the pool is created, never silently treated as `all()`.
+/// A pool's `nodeSelector`: the text as stored (spaces and tabs around it trimmed, empty meaning `all()`, as
+/// Calico defaults it) and its parse in Calico's whole selector language (the `selector` crate).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selector {
     pub source: String,
-    terms: Vec<Term>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Term {
-    All,
-    Has(String),
-    NotHas(String),
-    Eq(String, String),
-    Ne(String, String),
+    parsed: selector::Selector,
 }
 
 impl Selector {
     pub fn all() -> Selector {
-        Selector { source: "all()".into(), terms: vec![Term::All] }
+        Selector { source: "all()".into(), parsed: selector::Selector::all() }
     }
 
+    /// Parses the text as written, so an error's position counts from its first byte.
     pub fn parse(src: &str) -> Result<Selector, String> {
-        let trimmed = src.trim();
+        let parsed = selector::Selector::parse(src).map_err(|e| e.to_string())?;
+        let trimmed = src.trim_matches([' ', '\t']);
         if trimmed.is_empty() {
             return Ok(Selector::all());
         }
-        let terms = trimmed.split("&&").map(|t| parse_term(t.trim())).collect::<Result<Vec<_>, _>>()?;
-        Ok(Selector { source: trimmed.to_string(), terms })
+        Ok(Selector { source: trimmed.to_string(), parsed })
     }
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.terms.iter().all(|t| match t {
-            Term::All => true,
-            Term::Has(k) => labels.contains_key(k),
-            Term::NotHas(k) => !labels.contains_key(k),
-            Term::Eq(k, v) => labels.get(k) == Some(v),
-            Term::Ne(k, v) => labels.get(k) != Some(v),
-        })
+        self.parsed.matches(labels)
     }
-}
-
-fn parse_term(t: &str) -> Result<Term, String> {
-    let label = |k: &str| -> Result<String, String> {
-        let k = k.trim();
-        let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
-        if ok {
-            Ok(k.to_string())
-        } else {
-            Err(format!("invalid label key {k:?}"))
-        }
-    };
-    let quoted = |v: &str| -> Result<String, String> {
-        let v = v.trim();
-        let inner = v
-            .strip_prefix('\'')
-            .and_then(|s| s.strip_suffix('\''))
-            .or_else(|| v.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
-            .ok_or_else(|| format!("value {v:?} must be quoted"))?;
-        if inner.contains(['\'', '"']) {
-            return Err(format!("invalid value {v:?}"));
-        }
-        Ok(inner.to_string())
-    };
-    if t == "all()" {
-        return Ok(Term::All);
-    }
-    if let Some(k) = t.strip_prefix("!has(").and_then(|s| s.strip_suffix(')')) {
-        return Ok(Term::NotHas(label(k)?));
-    }
-    if let Some(k) = t.strip_prefix("has(").and_then(|s| s.strip_suffix(')')) {
-        return Ok(Term::Has(label(k)?));
-    }
-    if let Some((k, v)) = t.split_once("==") {
-        return Ok(Term::Eq(label(k)?, quoted(v)?));
-    }
-    if let Some((k, v)) = t.split_once("!=") {
-        return Ok(Term::Ne(label(k)?, quoted(v)?));
-    }
-    Err(format!("unsupported selector term {t:?} (supported: all(), has(k), !has(k), k == 'v', k != 'v', &&)"))
 }
 
 #[cfg(test)]
@@ -360,8 +307,36 @@ mod tests {
         let m = |s: &str| Selector::parse(s).unwrap().matches(&labels);
         assert!(m("all()") && m("") && m("zone == 'a'") && m("zone == \"a\"") && m("has(zone)"));
         assert!(!m("zone == 'b'") && !m("!has(zone)") && m("zone != 'b'") && !m("has(zone) && zone == 'b'"));
-        for bad in ["zone = 'a'", "zone == a", "foo(", "zone in {'a'}", "has()"] {
+        for bad in ["zone = 'a'", "zone == a", "foo(", "has()", "zone in {a}", "zone == 'a' |", "has(zone)\n"] {
             assert!(Selector::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn selectors_beyond_conjunctions() {
+        let labels: BTreeMap<String, String> =
+            [("zone".to_string(), "a".to_string()), ("projectcalico.org/rack".to_string(), "r12".to_string())].into();
+        let m = |s: &str| Selector::parse(s).unwrap_or_else(|e| panic!("{e}")).matches(&labels);
+        assert!(m("zone == 'b' || zone == 'a'"));
+        assert!(m("zone in {'a', 'b'}") && !m("zone in {}") && m("zone not in {}") && m("other not in {'a'}"));
+        assert!(m("!has(other)") && !m("!has(zone)") && m("!(zone == 'b')") && m("!zone == 'b'"));
+        assert!(m("(zone == 'b' || has(zone)) && projectcalico.org/rack starts with 'r1'"));
+        assert!(m("projectcalico.org/rack ends with '2'") && m("projectcalico.org/rack contains '1'"));
+        assert!(!m("zone == 'a' && !(has(projectcalico.org/rack) || zone == 'b')"));
+        assert_eq!(Selector::parse(" \tzone in {'a'} ").unwrap().source, "zone in {'a'}", "stored as written, trimmed");
+        assert_eq!(Selector::parse(" ").unwrap(), Selector::all());
+    }
+
+    #[test]
+    fn invalid_selector_names_the_pool_and_the_position() {
+        let mut r = res("10.0.0.0/16", None);
+        r.spec.node_selector = Some("zone == 'a' | zone == 'b'".into());
+        let err = Pool::from_resource(&r).unwrap_err();
+        assert!(matches!(err, IpamError::InvalidPool { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"invalid IP pool "p": nodeSelector: selector "zone == 'a' | zone == 'b'": expected '||' at 12"#
+        );
+        assert_eq!(err.code(), common::cni::code::INVALID_CONFIG);
     }
 }
