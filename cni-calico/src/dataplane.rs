@@ -129,7 +129,11 @@ fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Er
             // A stale host end from an earlier sandbox of the same pod holds the name we need.
             if let Some(stale) = host.link_by_name(&plan.host_if).ctx(|| format!("looking up {}", plan.host_if))? {
                 tracing::info!(link = %plan.host_if, "deleting stale host link");
-                host.del_link(stale.index).ctx(|| format!("deleting stale link {}", plan.host_if))?;
+                // An old sandbox's netns being torn down takes its veth with it meanwhile: gone is fine.
+                match host.del_link(stale.index) {
+                    Err(e) if !common::netlink::is_not_found(&e) => return Err(Error::Kernel { what: format!("deleting stale link {}", plan.host_if), source: e }),
+                    _ => {}
+                }
             }
             create(&mut nl).ctx(what)?;
         }

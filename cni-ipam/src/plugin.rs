@@ -237,6 +237,7 @@ fn add_once(
     let mut keys = vec![Key::PoolNames, Key::HostBlocks(node.name.clone()), hkey.clone()];
     keys.extend(ekey.clone());
     let mut ipam = Ipam::open(session, &keys)?;
+    ipam.attachment = ekey.clone();
     let existing = match &ekey {
         Some(k) => ipam.endpoint(k)?,
         None => None,
@@ -502,7 +503,7 @@ pub fn gc(store: &dyn Datastore, network: &str, node: &str, valid: &BTreeSet<Val
         if ep.spec.node != node || ep.network() != network {
             continue;
         }
-        let att = Attachment { network: network.to_string(), container_id: ep.spec.container_id.clone(), ifname: ep.spec.endpoint.clone(), pod: None };
+        let att = ep.attachment();
         if handle_is_valid(&att.handle_id(), network, valid) {
             continue;
         }

@@ -6,7 +6,6 @@ use super::block::Block;
 use super::pool::Pool;
 use super::endpoint::WorkloadEndpoint;
 use super::records::{Affinity, Handle, HostBlocks, PoolBlocks, PoolNames};
-use common::attachment::Attachment;
 use std::net::IpAddr;
 use crate::error::IpamError;
 use common::store::{Json, Key, Kind, Store};
@@ -94,7 +93,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
         if ep.metadata.namespace != *namespace || ep.metadata.name != *name {
             p.push(format!("{key}: holds the record of {}/{}", ep.metadata.namespace, ep.metadata.name));
         }
-        let handle = Attachment { network: ep.network().to_string(), container_id: ep.spec.container_id.clone(), ifname: ep.spec.endpoint.clone(), pod: None }.handle_id();
+        let handle = ep.attachment().handle_id();
         for net in &ep.spec.ip_networks {
             let ip = net.addr();
             match holder(ip) {

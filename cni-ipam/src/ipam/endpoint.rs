@@ -114,6 +114,11 @@ impl WorkloadEndpoint {
         self.metadata.annotations.get(NETNS_ANNOTATION).map(String::as_str)
     }
 
+    /// The attachment the record is of (its pod, if any, is not needed to name its handle).
+    pub fn attachment(&self) -> Attachment {
+        Attachment { network: self.network().to_string(), container_id: self.spec.container_id.clone(), ifname: self.spec.endpoint.clone(), pod: None }
+    }
+
     /// Whether this record is `att`'s own: same network, container and interface.
     pub fn belongs_to(&self, att: &Attachment) -> bool {
         self.network() == att.network && self.spec.container_id == att.container_id && self.spec.endpoint == att.ifname

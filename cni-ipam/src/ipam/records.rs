@@ -26,6 +26,10 @@ pub struct Handle {
     pub block: BTreeMap<String, u64>,
     #[serde(default)]
     pub deleted: bool,
+    /// calico-rs: the key of the attachment record that lists this handle's addresses, so whatever releases
+    /// them (DEL, GC, an operator) corrects the record in the same commit. Calico ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// `/calico/ipam/v2/host/<host>/ipv4/block/<cidr>`.

@@ -1,6 +1,9 @@
 //! Allocator behaviour against the in-memory store.
 use super::*;
-use crate::ipam::pool::Selector;
+use crate::ipam::block::Owner;
+use crate::ipam::pool::{Pool, Selector};
+use common::store::Kind;
+use std::collections::BTreeSet;
 use crate::ipam::{check, records};
 use crate::ipam::admin::{apply, Resources};
 use crate::ipam::check::check_store;
