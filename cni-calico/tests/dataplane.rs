@@ -296,7 +296,11 @@ fn bad_input_gets_cni_errors_not_panics() {
     // Missing env: named in the message.
     let out = node.run_raw("cni-calico", &[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "x")], &[], good.to_string().as_bytes()).err(4);
     assert!(out.json["msg"].as_str().unwrap().contains("CNI_NETNS"));
-    node.run_raw("cni-calico", &[("CNI_COMMAND", "ADD")], &[], good.to_string().as_bytes()).err(3);
+    // No container ID is a missing variable like any other (code 4), not "container unknown" (code 3).
+    let out = node.run_raw("cni-calico", &[("CNI_COMMAND", "ADD")], &[], good.to_string().as_bytes()).err(4);
+    assert!(out.json["msg"].as_str().unwrap().contains("CNI_CONTAINERID"), "{}", out.stdout);
+    let out = node.run_raw("cni-calico", &[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", ""), ("CNI_IFNAME", "eth0")], &[], good.to_string().as_bytes()).err(4);
+    assert!(out.json["msg"].as_str().unwrap().contains("CNI_CONTAINERID"), "{}", out.stdout);
     // IPAM errors come back as the IPAM plugin's error (host-local: bad subnet).
     let mut bad_subnet = good.clone();
     bad_subnet["ipam"]["ranges"] = json!([[{"subnet": "10.0.0.0/33"}]]);

@@ -61,9 +61,11 @@ fn two_hundred_pods_from_eight_concurrent_runtimes() {
     let addrs: BTreeSet<String> = results.iter().map(|r| r["ips"][0]["address"].as_str().unwrap().to_string()).collect();
     assert_eq!(addrs.len(), PODS, "every pod has its own address");
     assert!(addrs.iter().all(|a| a.starts_with("10.120.") && a.ends_with("/32")));
-    // Every route handed back is a block of the pool; a node holds at most ceil(200/64) + borrowing slack blocks.
-    let blocks: BTreeSet<String> = results.iter().map(|r| r["routes"][0]["dst"].as_str().unwrap().to_string()).collect();
-    assert!(blocks.iter().all(|b| b.ends_with("/26")) && blocks.len() == PODS.div_ceil(64), "blocks: {blocks:?}");
+    // Every route handed back is in a block of the pool (calico-ipam's dst: the address with the block mask); a
+    // node holds at most ceil(200/64) + borrowing slack blocks.
+    let dst = |r: &serde_json::Value| r["routes"][0]["dst"].as_str().unwrap().parse::<ipnet::IpNet>().expect("route dst");
+    let blocks: BTreeSet<ipnet::IpNet> = results.iter().map(|r| dst(r).trunc()).collect();
+    assert!(blocks.iter().all(|b| b.prefix_len() == 26) && blocks.len() == PODS.div_ceil(64), "blocks: {blocks:?}");
 
     let unreachable: Vec<&String> = addrs.iter().filter(|a| !node.ping(&node.name, a.trim_end_matches("/32"), Duration::from_secs(3))).collect();
     assert!(unreachable.is_empty(), "not pingable from the node: {unreachable:?}");
@@ -195,4 +197,50 @@ fn a_253_character_node_name_dual_stack_on_etcd() {
         "ipam": {"type": "cni-ipam", "ipam_lock_file": node.path("ipam.lock"), "assign_ipv6": "true",
                  "ipv4_pools": ["long-v4"], "ipv6_pools": ["long-v6"]}});
     long_node_name_dual_stack(&mut node, &store, conf);
+}
+
+/// The CNI `ips` capability (`runtimeConfig.ips`, what podman sends for several static addresses) and the args
+/// convention (`args.cni.ips`) reach cni-ipam in our stdin, in-process and exec'd alike: the pod gets exactly
+/// the address asked for. Requests that disagree are refused and leave nothing behind.
+#[test]
+fn runtime_config_ips_are_honoured_in_process_and_exec() {
+    if !root_or_skip("with_ipam_runtime_ips") {
+        return;
+    }
+    let mut node = Node::new("rtips");
+    ipam_cli(&node, &["pool", "add", "--name", "rtips", "--cidr", "10.126.0.0/24", "--block-size", "26"]);
+    let cases = [
+        (false, "runtimeConfig", json!({"ips": ["10.126.0.77/24"]}), "10.126.0.77"),
+        (true, "runtimeConfig", json!({"ips": ["10.126.0.78"]}), "10.126.0.78"),
+        (false, "args", json!({"cni": {"ips": ["10.126.0.79"]}}), "10.126.0.79"),
+        (true, "args", json!({"cni": {"ips": ["10.126.0.80"]}}), "10.126.0.80"),
+    ];
+    for (i, (exec_ipam, key, value, want)) in cases.into_iter().enumerate() {
+        let mut conf = ipam_conf(&node, "crs-rtips", "rtips");
+        conf["exec_ipam"] = exec_ipam.into();
+        conf["capabilities"] = json!({"ips": true});
+        conf[key] = value;
+        let pod = node.pod();
+        let cid = format!("rtips{i}");
+        let res = node.run("cni-calico", "ADD", &cid, Some(&pod), "eth0", &[], &conf).ok().json;
+        assert_eq!(res["ips"][0]["address"], format!("{want}/32"), "exec_ipam={exec_ipam} {key}: {res}");
+        let caddr = node.ip_in(&pod, &["-o", "-4", "addr", "show", "dev", "eth0"]);
+        assert!(caddr.contains(&format!("inet {want}/32")), "exec_ipam={exec_ipam} {key}: {caddr}");
+        assert!(node.ping(&node.name, want, Duration::from_secs(3)), "{want} not reachable from the node");
+        node.run("cni-calico", "DEL", &cid, Some(&pod), "eth0", &[], &with_prev(&conf, &res)).ok();
+    }
+    assert_eq!(handles_in_store(&node), Vec::<String>::new());
+
+    // IP= and runtimeConfig.ips asking for two IPv4 addresses: refused, no veth, nothing allocated.
+    for exec_ipam in [false, true] {
+        let mut conf = ipam_conf(&node, "crs-rtips", "rtips");
+        conf["exec_ipam"] = exec_ipam.into();
+        conf["runtimeConfig"] = json!({"ips": ["10.126.0.81"]});
+        let pod = node.pod();
+        let out = node.run("cni-calico", "ADD", "rtips-bad", Some(&pod), "eth0", &[("CNI_ARGS", "IP=10.126.0.82")], &conf).err(7);
+        let msg = out.json["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("IP=10.126.0.82") && msg.contains("runtimeConfig.ips[0]"), "exec_ipam={exec_ipam}: {msg}");
+        assert!(!try_ip(&["-n", &pod, "link", "show", "eth0"]), "veth left after a refused ADD");
+        assert_eq!(handles_in_store(&node), Vec::<String>::new(), "exec_ipam={exec_ipam}");
+    }
 }

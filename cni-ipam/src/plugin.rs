@@ -120,21 +120,18 @@ pub fn add_early(req: &Request, early: &mut dyn FnMut(&Added)) -> Result<Added, 
 
 fn cni_add(req: &Request, early: &mut dyn FnMut(&Added)) -> Result<Added, IpamError> {
     let conf = IpamConf::parse(&req.config)?;
-    let requested = requested_ips(req.env.arg("IP"))?;
+    let requested = requested_ips(&req.config, req.env.arg("IP"))?;
     let att = Attachment::from_request(req);
     let store = open_store(&conf)?;
     let retry = store.begin_operation();
     let mut session = store.lock()?;
     let owner = owner_for(req, &conf.node.name, &att);
     let got = add_in(&mut *session, retry, &conf, &owner, &requested, Some(&AttachmentCtx { att: &att, netns: netns_of(req) }));
-    let added = got.map(|(got, undo)| Added {
-        result: CniResult {
-            cni_version: req.cni_version.clone(),
-            ips: got.iter().map(|a| IpConfig { address: a.address(), gateway: None, interface: None }).collect(),
-            routes: got.iter().map(|a| Route::to(a.block)).collect(),
-            ..Default::default()
-        },
-        undo,
+    let added = got.map(|(got, undo)| {
+        let ips: Vec<IpConfig> = got.iter().map(|a| IpConfig { address: result_address(a, &requested), gateway: None, interface: None }).collect();
+        // Calico's IPAM: one route per address, its destination the address exactly as in `ips`.
+        let routes = ips.iter().map(|ip| Route::to(ip.address)).collect();
+        Added { result: CniResult { cni_version: req.cni_version.clone(), ips, routes, ..Default::default() }, undo }
     });
     if let Ok(a) = &added {
         early(a);
@@ -174,6 +171,16 @@ fn undo_in(req: &Request, undo: &Undo) -> Result<usize, IpamError> {
 pub struct AttachmentCtx<'a> {
     pub att: &'a Attachment,
     pub netns: Option<String>,
+}
+
+/// What calico-ipam answers for an address: a requested one as `/32` (`/128`), an auto-assigned one with its
+/// block's mask (`10.244.1.5/26`).
+fn result_address(a: &Assignment, requested: &[IpAddr]) -> IpNet {
+    if requested.contains(&a.ip) {
+        IpNet::from(a.ip)
+    } else {
+        a.address()
+    }
 }
 
 /// Assigns the requested addresses, or one per enabled family. All or nothing: if a later family fails, the
@@ -323,7 +330,7 @@ fn add_once(
 fn reuse(ipam: &Ipam, att: &Attachment, ep: &WorkloadEndpoint, handle: &str, requested: &[IpAddr]) -> Result<Vec<Assignment>, IpamError> {
     let ips: Vec<IpAddr> = ep.spec.ip_networks.iter().map(|n| n.addr()).collect();
     if !requested.is_empty() && requested.iter().any(|r| !ips.contains(r)) {
-        return Err(IpamError::Attachment { attachment: describe(att), reason: format!("already holds {ips:?}; IP asks for {requested:?}") });
+        return Err(IpamError::Attachment { attachment: describe(att), reason: format!("already holds {ips:?}; the ADD asks for {requested:?}") });
     }
     let mut got = Vec::new();
     for ip in ips {

@@ -51,6 +51,14 @@ fn bad_plugin_input_is_rejected_without_touching_the_store() {
         assert!(text.contains(msg), "{what}: message {text:?} should mention {msg:?}");
         assert_eq!(snapshot(&store), before, "{what}: store changed");
     }
+    // No container ID: a missing variable, named, code 4 (not 3, "container unknown").
+    for verb in ["ADD", "DEL", "CHECK"] {
+        let (rc, out, _) = net.run_raw(verb, "", "", net.config().to_string().as_bytes());
+        assert_ne!(rc, 0, "{verb} without CNI_CONTAINERID should fail");
+        assert_eq!(out["code"].as_u64(), Some(4), "{verb}: {out}");
+        assert!(out["msg"].as_str().unwrap_or_default().contains("CNI_CONTAINERID"), "{verb}: {out}");
+    }
+    assert_eq!(snapshot(&store), before, "store changed");
 }
 
 #[test]

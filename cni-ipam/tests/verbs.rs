@@ -24,10 +24,8 @@ fn dual_stack_add_result_and_idempotent_del() {
     assert!(v4.starts_with("10.100.") && v4.ends_with("/26"), "{out}");
     assert!(v6.starts_with("fd00:100:") && v6.ends_with("/122"), "{out}");
     assert!(out["ips"][0].get("gateway").is_none() && out["ips"][0].get("interface").is_none());
-    let dst4: ipnet::IpNet = out["routes"][0]["dst"].as_str().unwrap_or_default().parse().expect("v4 route");
-    let dst6: ipnet::IpNet = out["routes"][1]["dst"].as_str().unwrap_or_default().parse().expect("v6 route");
-    assert_eq!(dst4, v4.parse::<ipnet::IpNet>().expect("v4").trunc(), "route = block network");
-    assert_eq!(dst6, v6.parse::<ipnet::IpNet>().expect("v6").trunc());
+    // Calico's IPAM: one route per address, its dst the address as in ips (block mask, host bits kept).
+    assert_eq!(out["routes"], json!([{"dst": v4}, {"dst": v6}]), "{out}");
     assert_eq!(assert_consistent(&store).allocations, 2);
 
     assert_eq!(net.run("CHECK", "c1", "").0, 0);
@@ -35,6 +33,84 @@ fn dual_stack_add_result_and_idempotent_del() {
     assert_eq!(assert_consistent(&store).allocations, 0);
     assert_eq!(net.run("DEL", "c1", "").0, 0, "DEL again is fine");
     assert_ne!(net.run("CHECK", "c1", "").0, 0, "CHECK after DEL fails");
+}
+
+/// What calico-ipam answers, per request kind (Calico's cni-plugin/pkg/ipamplugin/ipam_plugin.go): auto-assigned
+/// addresses carry the block mask, requested ones /32 and /128; each address gets one route whose dst is
+/// exactly that address.
+#[test]
+fn results_match_calico_for_every_request_kind() {
+    let (_tmp, store) = dual_stack_store();
+    let mut net = Net::new(&store, "node-1");
+    net.ipam_extra = json!({"assign_ipv6": "true"});
+    let result = |cid: &str, args: &str, stdin: serde_json::Value| {
+        let (rc, out, err) = net.run_raw("ADD", cid, args, stdin.to_string().as_bytes());
+        assert_eq!(rc, 0, "{cid}: {out} {err}");
+        let ips: Vec<&str> = out["ips"].as_array().expect("ips").iter().map(|i| i["address"].as_str().unwrap_or_default()).collect();
+        let routes: Vec<&str> = out["routes"].as_array().expect("routes").iter().map(|r| r["dst"].as_str().unwrap_or_default()).collect();
+        assert_eq!(ips, routes, "{cid}: one route per address, dst = the address: {out}");
+        ips.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let conf = net.config();
+    // Twice, so the second pair is not its blocks' network addresses (which a block-network route would equal).
+    result("auto", "", conf.clone());
+    let auto = result("auto2", "", conf.clone());
+    assert!(auto[0].starts_with("10.100.") && auto[0].ends_with("/26") && auto[1].ends_with("/122"), "{auto:?}");
+    let v4: ipnet::IpNet = auto[0].parse().expect("v4");
+    assert_ne!(v4, v4.trunc(), "route dst keeps the host bits, as calico-ipam's: {auto:?}");
+    assert_eq!(result("ip-arg", "IP=10.100.7.7", conf.clone()), ["10.100.7.7/32"]);
+    assert_eq!(result("ip-arg-prefix", "IP=10.100.7.8/16", conf.clone()), ["10.100.7.8/32"], "a given prefix is ignored");
+    assert_eq!(result("ip-arg-dual", "IP=10.100.7.9,fd00:100::7:9", conf.clone()), ["10.100.7.9/32", "fd00:100::7:9/128"]);
+    let mut rc = conf.clone();
+    rc["runtimeConfig"] = json!({"ips": ["fd00:100::7:10/64", "10.100.7.10/24"]});
+    assert_eq!(result("runtime-config", "", rc), ["fd00:100::7:10/128", "10.100.7.10/32"], "in the order asked");
+    let mut args = conf.clone();
+    args["args"] = json!({"cni": {"ips": ["10.100.7.11"]}});
+    assert_eq!(result("cni-args", "", args), ["10.100.7.11/32"], "only what was asked, no IPv6 beside it");
+    assert_eq!(assert_consistent(&store).allocations, 11);
+}
+
+/// The `ips` capability (`runtimeConfig.ips`) and the args convention (`args.cni.ips`) are honoured like `IP=`;
+/// sources add up, disagreeing or malformed ones are errors naming the keys, and a refused ADD writes nothing.
+#[test]
+fn requested_addresses_from_runtime_config_and_cni_args() {
+    let (_tmp, store) = dual_stack_store();
+    let net = Net::new(&store, "node-1");
+    let with = |extra: serde_json::Value| {
+        let mut c = net.config();
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c.to_string()
+    };
+    let (rc, out, err) = net.run_raw("ADD", "c1", "", with(json!({"runtimeConfig": {"ips": ["10.100.9.1"]}})).as_bytes());
+    assert_eq!(rc, 0, "{out} {err}");
+    assert_eq!(out["ips"], json!([{"address": "10.100.9.1/32"}]));
+    // The same address through every source at once is one request.
+    let all = with(json!({"runtimeConfig": {"ips": ["10.100.9.2/26"]}, "args": {"cni": {"ips": ["10.100.9.2"]}}}));
+    let (rc, out, err) = net.run_raw("ADD", "c2", "IgnoreUnknown=1;IP=10.100.9.2", all.as_bytes());
+    assert_eq!(rc, 0, "{out} {err}");
+    assert_eq!(out["ips"], json!([{"address": "10.100.9.2/32"}]));
+    // DEL with the same runtimeConfig (podman sends it again) releases as usual.
+    assert_eq!(net.run_raw("DEL", "c2", "IP=10.100.9.2", all.as_bytes()).0, 0);
+    assert_eq!(assert_consistent(&store).allocations, 1);
+
+    let before = snapshot(&store);
+    let cases = [
+        (with(json!({"runtimeConfig": {"ips": ["10.100.9.3"]}})), "IP=10.100.9.4", 7, "IP=10.100.9.4 and runtimeConfig.ips[0] 10.100.9.3"),
+        (with(json!({"runtimeConfig": {"ips": ["fd00:100::1"]}, "args": {"cni": {"ips": ["fd00:100::2"]}}})), "", 7, "args.cni.ips[0]"),
+        (with(json!({"runtimeConfig": {"ips": ["10.100.9.300"]}})), "", 7, "runtimeConfig.ips[0]"),
+        (with(json!({"runtimeConfig": {"ips": "10.100.9.5"}})), "", 7, "runtimeConfig.ips must be a list"),
+        (with(json!({"args": {"cni": {"ips": [42]}}})), "", 7, "args.cni.ips[0]"),
+        (with(json!({"runtimeConfig": {"ips": ["10.100.9.1"]}})), "", 104, "already assigned"),
+    ];
+    for (stdin, args, code, msg) in cases {
+        let (rc, out, err) = net.run_raw("ADD", "bad", args, stdin.as_bytes());
+        assert_ne!(rc, 0, "{stdin}: should fail");
+        assert_eq!(out["code"].as_u64(), Some(code), "{stdin}: {out} {err}");
+        assert!(out["msg"].as_str().unwrap_or_default().contains(msg), "{stdin}: {out} should mention {msg:?}");
+        assert_eq!(snapshot(&store), before, "{stdin}: store changed");
+    }
 }
 
 #[test]

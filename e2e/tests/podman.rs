@@ -255,6 +255,37 @@ fn podman_static_ip_is_honoured() {
     bed.ipam.assert_in_use(0);
 }
 
+/// `podman run --ip A --ip6 B` on testdata/calico-dual-stack.conflist: with two static addresses podman sends no
+/// `IP=` but the `ips` capability (`runtimeConfig.ips`); cni-ipam assigns exactly those, as it does `IP=`.
+#[test]
+fn podman_static_ips_through_the_ips_capability_are_honoured() {
+    if !testbed::root_or_skip("podman_static_ips") || !e2e::have_tools("podman_static_ips", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+        return;
+    }
+    let _one_at_a_time = e2e::exclusive();
+    let mut bed = Bed::with_conflist("pdi6", "calico-dual-stack.conflist", &["10.252.0.0/16", "fd00:10:252::/48"]);
+    let image = bed.image();
+    let pm = Podman::new(&mut bed);
+    let bed = pm.bed;
+    pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
+
+    let args = ["--network", NET, "--ip", "10.252.3.77", "--ip6", "fd00:10:252::3:77", IMAGE, "ip", "-o", "addr", "show", "dev", "eth0"];
+    let mut run = vec!["run", "--rm", "--cgroup-parent", &pm.cgroup];
+    run.extend_from_slice(&args);
+    let out = pm.podman(&run);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let calls = bed.rec.calls();
+    let add = calls.iter().find(|c| c.plugin == "cni-calico" && c.command == "ADD").unwrap_or_else(|| panic!("no ADD: {text}"));
+    eprintln!("podman --ip --ip6: CNI_ARGS={:?} runtimeConfig={}", add.args, add.stdin["runtimeConfig"]);
+    assert_eq!(out.code, 0, "{text}\n{}", bed.rec.transcript());
+    assert_eq!(add.stdin["runtimeConfig"]["ips"], serde_json::json!(["10.252.3.77", "fd00:10:252::3:77"]), "{}", add.line());
+    assert!(!add.args.contains("IP="), "{}", add.line());
+    assert_eq!(add.stdout["ips"][0]["address"], "10.252.3.77/32", "{:?}", add.stdout);
+    assert_eq!(add.stdout["ips"][1]["address"], "fd00:10:252::3:77/128", "{:?}", add.stdout);
+    assert!(text.contains("inet 10.252.3.77/32") && text.contains("inet6 fd00:10:252::3:77/128"), "container did not get the static addresses: {text}");
+    bed.ipam.assert_in_use(0);
+}
+
 /// A container whose command cannot start: podman has already run ADD, so its cleanup must DEL and the
 /// address must go back to the pool.
 #[test]

@@ -115,6 +115,9 @@ struct RawNetConf {
     nodename: Option<String>,
     #[serde(default)]
     nodename_file: Option<String>,
+    /// Deprecated in Calico for `nodename`; still honoured, after the nodename file.
+    #[serde(default)]
+    hostname: Option<String>,
     #[serde(default)]
     datastore_type: Option<String>,
     #[serde(default)]
@@ -209,6 +212,7 @@ impl IpamConf {
         let name = resolve_nodename(
             ipam.nodename.or(raw.nodename).filter(|n| !n.is_empty()),
             ipam.nodename_file.or(raw.nodename_file).as_deref().map(Path::new),
+            raw.hostname.filter(|n| !n.is_empty()),
         )?;
         Ok(IpamConf { assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools, node: Node { name, labels }, store })
     }
@@ -238,19 +242,25 @@ fn parse_pools(key: &str, entries: &[String], v6: bool) -> Result<Vec<PoolRef>, 
         .collect()
 }
 
-/// Calico's order: `nodename` in the config, else the nodename file, else the host name.
-fn resolve_nodename(configured: Option<String>, file: Option<&Path>) -> Result<String, IpamError> {
-    let name = match configured {
-        Some(n) => n,
-        None => {
-            let file = file.unwrap_or(Path::new(DEFAULT_NODENAME_FILE));
-            match std::fs::read_to_string(file) {
-                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
-                _ => hostname()?,
-            }
-        }
+/// Calico's order: `nodename` in the config, else the nodename file, else the deprecated top-level `hostname`,
+/// else the host name. A name that fails validation is an error naming where it came from.
+fn resolve_nodename(configured: Option<String>, file: Option<&Path>, deprecated_hostname: Option<String>) -> Result<String, IpamError> {
+    let file = file.unwrap_or(Path::new(DEFAULT_NODENAME_FILE));
+    let from_file = || std::fs::read_to_string(file).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let (name, source) = if let Some(n) = configured {
+        (n, "nodename".to_string())
+    } else if let Some(n) = from_file() {
+        (n, format!("nodename file {}", file.display()))
+    } else if let Some(n) = deprecated_hostname {
+        tracing::warn!("the config key 'hostname' is deprecated, use 'nodename'");
+        (n, "hostname".to_string())
+    } else {
+        (hostname()?, "host name".to_string())
     };
-    validate_nodename(&name)?;
+    validate_nodename(&name).map_err(|e| match e {
+        IpamError::Config(m) => IpamError::Config(format!("{source}: {m}")),
+        other => other,
+    })?;
     Ok(name)
 }
 
@@ -275,19 +285,61 @@ pub fn validate_nodename(name: &str) -> Result<(), IpamError> {
     }
 }
 
-/// Addresses requested with CNI_ARGS `IP=` (comma-separated, at most one per family; a `/prefix` is ignored).
-pub fn requested_ips(arg: Option<&str>) -> Result<Vec<IpAddr>, IpamError> {
-    let Some(arg) = arg.filter(|a| !a.is_empty()) else { return Ok(Vec::new()) };
-    let mut out: Vec<IpAddr> = Vec::new();
-    for part in arg.split(',') {
-        let addr = part.trim().split('/').next().unwrap_or_default();
-        let ip: IpAddr = addr.parse().map_err(|_| IpamError::Args(format!("IP={part:?} is not an IP address")))?;
-        if out.iter().any(|o| o.is_ipv6() == ip.is_ipv6()) {
-            return Err(IpamError::Args(format!("IP={arg:?} asks for more than one address of a family")));
+/// The addresses an ADD asks for, from every place a runtime may put them: CNI_ARGS `IP=a[,b]` (Calico's and
+/// host-local's legacy argument), `runtimeConfig.ips` (the `ips` capability: podman with two or more static
+/// addresses, Multus) and `args.cni.ips` (the args convention), each entry `addr[/prefix]` with the prefix
+/// ignored. Like host-local, the sources add up and the same address named twice is one request; unlike
+/// host-local's ranges, Calico assigns at most one address per family, so two different addresses of one
+/// family are an error naming both. Malformed entries are errors naming their key (code 4 for CNI_ARGS, 7 for
+/// the config).
+pub fn requested_ips(config: &serde_json::Value, ip_arg: Option<&str>) -> Result<Vec<IpAddr>, IpamError> {
+    // (address, where it came from, whether from CNI_ARGS)
+    let mut wanted: Vec<(IpAddr, String, bool)> = Vec::new();
+    if let Some(arg) = ip_arg.filter(|a| !a.is_empty()) {
+        for part in arg.split(',') {
+            let ip = parse_requested(part).ok_or_else(|| IpamError::Args(format!("IP={part:?} is not an IP address")))?;
+            wanted.push((ip, format!("IP={}", part.trim()), true));
         }
-        out.push(ip);
     }
-    Ok(out)
+    let lists = [("runtimeConfig.ips", config.get("runtimeConfig").and_then(|r| r.get("ips"))), ("args.cni.ips", config.pointer("/args/cni/ips"))];
+    for (key, list) in lists {
+        let items = match list {
+            None | Some(serde_json::Value::Null) => continue,
+            Some(serde_json::Value::Array(items)) => items,
+            Some(other) => return Err(IpamError::Config(format!("{key} must be a list of addresses, got {other}"))),
+        };
+        for (i, item) in items.iter().enumerate() {
+            let ip = item
+                .as_str()
+                .and_then(parse_requested)
+                .ok_or_else(|| IpamError::Config(format!("{key}[{i}]: {item} is not an IP address")))?;
+            wanted.push((ip, format!("{key}[{i}] {ip}"), false));
+        }
+    }
+    let mut out: Vec<(IpAddr, String, bool)> = Vec::new();
+    for (ip, source, from_args) in wanted {
+        match out.iter().find(|(o, _, _)| o.is_ipv6() == ip.is_ipv6()) {
+            Some((o, _, _)) if *o == ip => {}
+            Some((_, first, first_from_args)) => {
+                let msg = format!(
+                    "{first} and {source} ask for more than one IPv{} address (one per family, as Calico assigns)",
+                    if ip.is_ipv6() { 6 } else { 4 }
+                );
+                return Err(if from_args && *first_from_args { IpamError::Args(msg) } else { IpamError::Config(msg) });
+            }
+            None => out.push((ip, source, from_args)),
+        }
+    }
+    Ok(out.into_iter().map(|(ip, _, _)| ip).collect())
+}
+
+/// `addr` or `addr/prefix` (a valid prefix for the family, otherwise ignored).
+fn parse_requested(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    match entry.split_once('/') {
+        None => entry.parse().ok(),
+        Some(_) => entry.parse::<IpNet>().ok().map(|n| n.addr()),
+    }
 }
 
 #[cfg(test)]
@@ -364,11 +416,68 @@ mod tests {
     }
 
     #[test]
+    fn nodename_order_is_nodename_file_hostname_then_host_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, missing) = (tmp.path().join("nodename"), tmp.path().join("missing"));
+        std::fs::write(&file, "from-file\n").unwrap();
+        let parse = |top: serde_json::Value| {
+            let mut c = json!({"name": "net", "ipam": {"type": "x"}});
+            for (k, v) in top.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            IpamConf::parse(&c).map(|c| c.node.name)
+        };
+        let (file, missing) = (file.to_str().unwrap(), missing.to_str().unwrap());
+        assert_eq!(parse(json!({"nodename": "n1", "nodename_file": file, "hostname": "h1"})).unwrap(), "n1");
+        assert_eq!(parse(json!({"nodename_file": file, "hostname": "h1"})).unwrap(), "from-file");
+        assert_eq!(parse(json!({"nodename_file": missing, "hostname": "h1"})).unwrap(), "h1", "hostname before the OS host name");
+        let os = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+        assert_eq!(parse(json!({"nodename_file": missing, "hostname": ""})).unwrap(), os, "an empty hostname is absent");
+        assert_eq!(parse(json!({"nodename_file": missing})).unwrap(), os);
+        let err = parse(json!({"nodename_file": missing, "hostname": "../x"})).unwrap_err();
+        assert!(err.to_string().contains(": hostname: nodename \"../x\" is invalid"), "{err}");
+        assert!(parse(json!({"nodename_file": missing, "hostname": 5})).unwrap_err().to_string().contains("hostname"));
+    }
+
+    #[test]
     fn requested_ip_args() {
-        assert_eq!(requested_ips(Some("10.0.0.5")).unwrap(), vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
-        assert_eq!(requested_ips(Some("10.0.0.5/24,fd00::5")).unwrap().len(), 2);
-        assert!(requested_ips(Some("10.0.0.5,10.0.0.6")).is_err());
-        assert_eq!(requested_ips(Some("nope")).unwrap_err().code(), 4);
-        assert!(requested_ips(None).unwrap().is_empty());
+        let none = json!({});
+        assert_eq!(requested_ips(&none, Some("10.0.0.5")).unwrap(), vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(requested_ips(&none, Some("10.0.0.5/24,fd00::5")).unwrap().len(), 2);
+        assert!(requested_ips(&none, Some("10.0.0.5,10.0.0.6")).unwrap_err().to_string().contains("more than one"));
+        assert_eq!(requested_ips(&none, Some("10.0.0.5,10.0.0.6")).unwrap_err().code(), 4);
+        assert_eq!(requested_ips(&none, Some("nope")).unwrap_err().code(), 4);
+        assert_eq!(requested_ips(&none, Some("10.0.0.5/33")).unwrap_err().code(), 4, "a prefix must be valid");
+        assert!(requested_ips(&none, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn requested_ips_from_runtime_config_and_cni_args() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let rc = |ips: serde_json::Value| json!({"runtimeConfig": {"ips": ips}});
+        assert_eq!(requested_ips(&rc(json!(["10.0.0.7/24", "fd00::7"])), None).unwrap(), vec![ip("10.0.0.7"), ip("fd00::7")]);
+        assert_eq!(requested_ips(&json!({"args": {"cni": {"ips": ["10.0.0.8"]}}}), None).unwrap(), vec![ip("10.0.0.8")]);
+        // Sources add up; the same address from several is one request.
+        let both = json!({"runtimeConfig": {"ips": ["10.0.0.7"]}, "args": {"cni": {"ips": ["fd00::7", "10.0.0.7/16"]}}});
+        assert_eq!(requested_ips(&both, Some("10.0.0.7")).unwrap(), vec![ip("10.0.0.7"), ip("fd00::7")]);
+        // Disagreeing sources name both keys.
+        let err = requested_ips(&rc(json!(["10.0.0.9"])), Some("10.0.0.7")).unwrap_err();
+        assert_eq!(err.code(), 7);
+        assert!(err.to_string().contains("IP=10.0.0.7") && err.to_string().contains("runtimeConfig.ips[0]"), "{err}");
+        let err = requested_ips(&json!({"runtimeConfig": {"ips": ["fd00::1"]}, "args": {"cni": {"ips": ["fd00::2"]}}}), None).unwrap_err();
+        assert!(err.to_string().contains("runtimeConfig.ips[0]") && err.to_string().contains("args.cni.ips[0]"), "{err}");
+        // Malformed entries name their key; absent or null lists ask for nothing.
+        for (conf, key) in [
+            (rc(json!(["10.0.0.300"])), "runtimeConfig.ips[0]"),
+            (rc(json!(["10.0.0.1", 5])), "runtimeConfig.ips[1]"),
+            (rc(json!("10.0.0.1")), "runtimeConfig.ips"),
+            (json!({"args": {"cni": {"ips": ["10.0.0.1/40"]}}}), "args.cni.ips[0]"),
+        ] {
+            let err = requested_ips(&conf, None).unwrap_err();
+            assert_eq!(err.code(), 7, "{conf}");
+            assert!(err.to_string().contains(key), "{conf}: {err}");
+        }
+        assert!(requested_ips(&rc(json!(null)), None).unwrap().is_empty());
+        assert!(requested_ips(&json!({"runtimeConfig": {"portMappings": []}, "args": {"cni": {"labels": []}}}), None).unwrap().is_empty());
     }
 }

@@ -72,10 +72,12 @@ impl Env {
         let ifname = get("CNI_IFNAME");
         let path_str = get("CNI_PATH");
 
-        if need_cid && container_id.is_none() {
-            return Err(CniError::new(code::UNKNOWN_CONTAINER, "missing containerID"));
-        }
+        // The spec's code 4 names every missing variable; skel answers a missing container ID with code 3
+        // ("container unknown"), which a runtime may read as "nothing to clean up".
         let mut missing = Vec::new();
+        if need_cid && container_id.is_none() {
+            missing.push("CNI_CONTAINERID");
+        }
         if need_netns && netns.is_none() {
             missing.push("CNI_NETNS");
         }
@@ -187,10 +189,18 @@ mod tests {
     }
 
     #[test]
-    fn empty_container_id_is_code_3() {
-        let mut v = ADD.to_vec();
-        v[1] = ("CNI_CONTAINERID", "");
-        assert_eq!(env(&v).unwrap_err().code, 3);
+    fn missing_or_empty_container_id_is_code_4_naming_it() {
+        for cmd in ["ADD", "DEL", "CHECK"] {
+            let mut v = ADD.to_vec();
+            v[0] = ("CNI_COMMAND", cmd);
+            v[1] = ("CNI_CONTAINERID", "");
+            let e = env(&v).unwrap_err();
+            assert_eq!((e.code, e.msg.as_str()), (4, "required env variables [CNI_CONTAINERID] missing"), "{cmd}");
+            v.remove(1);
+            assert_eq!(env(&v).unwrap_err().code, 4, "{cmd} without CNI_CONTAINERID");
+        }
+        let e = env(&[("CNI_COMMAND", "ADD")]).unwrap_err();
+        assert_eq!(e.msg, "required env variables [CNI_CONTAINERID CNI_NETNS CNI_IFNAME CNI_PATH] missing");
     }
 
     #[test]
