@@ -4,7 +4,7 @@
 //! `--node NAME` names the node whose ADD/DEL are timed (default `bench-node`).
 use crate::ipam::admin::{apply, Resources};
 use crate::ipam::config::IpamConf;
-use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
+use crate::ipam::pool::{PoolResource, PoolSpec};
 use crate::ipam::records::IpamConfig;
 use crate::ipam::{Owner, Pool};
 use crate::plugin;
@@ -77,12 +77,8 @@ fn stats(mut v: Vec<Duration>) -> String {
 /// `fill` (if given) is the same store without fsync, used only to create the existing allocations quickly.
 fn measure(store: &dyn Datastore, fill: Option<&dyn Datastore>, node: &str, level: usize, samples: usize) -> Result<String, String> {
     let e = |e: crate::IpamError| e.to_string();
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: "bench".into() },
-        spec: PoolSpec { cidr: "10.0.0.0/8".into(), block_size: Some(26), ..Default::default() },
-    };
+    let res = PoolResource::ippool("bench", PoolSpec { cidr: "10.0.0.0/8".into(), block_size: Some(26), ..Default::default() },
+    );
     let pool = Pool::from_resource(&res).map_err(e)?;
     apply(&mut *store.lock().map_err(|x| x.to_string())?, &Resources { pools: vec![pool], config: Some(IpamConfig::default()) })
         .map_err(e)?;

@@ -6,7 +6,7 @@
 use crate::backend::Retry;
 use crate::ipam::admin::{apply, Resources};
 use crate::ipam::config::{IpamConf, StoreConf};
-use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
+use crate::ipam::pool::{PoolResource, PoolSpec};
 use crate::ipam::{Node, Owner, Pool, PoolRef};
 use crate::plugin;
 use common::store::{Datastore, EtcdOptions, EtcdStore};
@@ -107,12 +107,8 @@ fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize, idle: b
     let admin = EtcdStore::open(&opts).map_err(|e| e.to_string())?;
     // A pool of its own per level, so earlier levels' blocks do not help later ones.
     let name = format!("bench-{}-{level}", std::process::id());
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: name.clone() },
-        spec: PoolSpec { cidr: format!("10.{}.0.0/16", 100 + level), block_size: Some(26), ..Default::default() },
-    };
+    let res = PoolResource::ippool(name.as_str(), PoolSpec { cidr: format!("10.{}.0.0/16", 100 + level), block_size: Some(26), ..Default::default() },
+    );
     let pool = Pool::from_resource(&res).map_err(|e| e.to_string())?;
     apply(&mut *admin.lock().map_err(|e| e.to_string())?, &Resources { pools: vec![pool], config: None }).map_err(|e| e.to_string())?;
 

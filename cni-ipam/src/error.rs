@@ -65,6 +65,11 @@ pub enum IpamError {
 }
 
 impl IpamError {
+    /// The record at `key` is not what its kind must be.
+    pub fn corrupt(key: &common::store::Key, reason: impl std::fmt::Display) -> IpamError {
+        IpamError::Corrupt { key: key.path(), reason: reason.to_string() }
+    }
+
     pub fn is_conflict(&self) -> bool {
         matches!(self, IpamError::Store(e) if e.is_conflict())
     }

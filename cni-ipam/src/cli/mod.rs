@@ -5,11 +5,12 @@ mod leaks;
 mod show;
 mod table;
 
+use crate::ipam::records::decode;
 use crate::backend::Backend;
 use crate::error::IpamError;
 use crate::ipam::admin::{apply, parse_resources, rebuild_indexes, stored_pools, Resources};
 use crate::ipam::config::{IpamConf, StoreConf, DEFAULT_STORE_DIR};
-use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
+use crate::ipam::pool::{PoolResource, PoolSpec};
 use crate::ipam::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use crate::ipam::{Block, Pool};
 use common::store::etcd::TlsFiles;
@@ -183,11 +184,7 @@ fn pool_add(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
         .get("--block-size")
         .map(|b| b.parse::<u8>().map_err(|_| IpamError::Config(format!("--block-size {b:?} is not a number"))))
         .transpose()?;
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: need("--name")? },
-        spec: PoolSpec {
+    let res = PoolResource::ippool(need("--name")?, PoolSpec {
             cidr: need("--cidr")?,
             block_size,
             ipip_mode: args.get("--ipip-mode").map(str::to_string),
@@ -197,7 +194,7 @@ fn pool_add(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
             disabled: args.has("--disabled"),
             disable_bgp_export: false,
         },
-    };
+    );
     let pool = Pool::from_resource(&res)?;
     apply(&mut *store.lock()?, &Resources { pools: vec![pool.clone()], config: None })?;
     println!("pool {} ({}, /{} blocks) saved", pool.name, pool.cidr, pool.block_size);
@@ -254,7 +251,7 @@ fn pool_delete(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
     let mut used = 0;
     let mut hosts: BTreeMap<String, Vec<ipnet::IpNet>> = BTreeMap::new();
     for (key, rec) in s.list(Kind::Block)? {
-        let b: Block = rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+        let b: Block = decode(&key, &rec.value)?;
         if !pool.contains_block(&b.cidr) {
             continue;
         }
@@ -263,7 +260,7 @@ fn pool_delete(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
             continue;
         }
         ops.push(Op::Delete { key, rev: rec.rev });
-        if let Some(host) = b.affinity.as_deref().and_then(|a| a.strip_prefix("host:")) {
+        if let Some(host) = b.affine_host() {
             hosts.entry(host.to_string()).or_default().push(b.cidr);
         }
     }

@@ -1,5 +1,6 @@
 //! `cni-ipam show`: pool and block usage, borrowed addresses, one address's owner, the IPAM configuration,
 //! laid out like `calicoctl ipam show`, or as JSON with `-o json`.
+use crate::ipam::records::decode;
 use super::table::Table;
 use super::{config_table, ipam_config, Args};
 use crate::error::IpamError;
@@ -20,7 +21,7 @@ impl Snapshot {
         let pools = Ipam::new(&mut *session)?.pools()?;
         let mut blocks = Vec::new();
         for (key, rec) in session.list(Kind::Block)? {
-            let b: Block = rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            let b: Block = decode(&key, &rec.value)?;
             if !b.deleted {
                 blocks.push(b);
             }
@@ -31,7 +32,7 @@ impl Snapshot {
 
 /// The node a block is affine to (`host:<node>`), if any.
 pub(crate) fn owner(b: &Block) -> Option<&str> {
-    b.affinity.as_deref().and_then(|a| a.strip_prefix("host:"))
+    b.affine_host()
 }
 
 /// (ip, block, attribute) of every allocation.

@@ -1,5 +1,6 @@
 //! Operator changes to pools and the IPAM config: validated in full before anything is written, then
 //! committed at once, so a bad file leaves the store untouched.
+use super::records::decode;
 use super::block::Block;
 use super::pool::{Pool, PoolResource};
 use super::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
@@ -81,7 +82,7 @@ pub fn stored_pools(store: &dyn Store) -> Result<Vec<Pool>, IpamError> {
     for name in names {
         let key = Key::Pool(name);
         if let Some((res, _)) = load::<PoolResource>(store, &key)? {
-            pools.push(Pool::from_resource(&res).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?);
+            pools.push(Pool::from_resource(&res).map_err(|e| IpamError::corrupt(&key, e))?);
         }
     }
     Ok(pools)
@@ -103,7 +104,7 @@ pub fn apply(store: &mut dyn Store, res: &Resources) -> Result<(), IpamError> {
         let key = Key::Pool(pool.name.clone());
         match load::<PoolResource>(store, &key)? {
             Some((old, rev)) => {
-                let old = Pool::from_resource(&old).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+                let old = Pool::from_resource(&old).map_err(|e| IpamError::corrupt(&key, e))?;
                 if old.cidr != pool.cidr || old.block_size != pool.block_size {
                     return Err(IpamError::InvalidPool {
                         name: pool.name.clone(),
@@ -154,13 +155,13 @@ pub fn rebuild_indexes(store: &mut dyn Store) -> Result<usize, IpamError> {
     let mut blocks = 0;
     for (key, rec) in store.list(Kind::Block)? {
         let block: Block =
-            rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            decode(&key, &rec.value)?;
         blocks += 1;
         if let Some(pool) = pools.iter().find(|p| p.contains_block(&block.cidr)) {
             let pb = claimed.entry(pool.cidr).or_insert_with(|| PoolBlocks { block_size: pool.block_size, ..Default::default() });
             pb.claimed.insert(pool.block_index(block.cidr.network()));
         }
-        if let Some(host) = block.affinity.as_deref().and_then(|a| a.strip_prefix("host:")) {
+        if let Some(host) = block.affine_host() {
             hosts.entry(host.to_string()).or_default().set(block.cidr, true);
         }
     }

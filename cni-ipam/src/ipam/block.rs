@@ -42,8 +42,14 @@ pub struct Owner {
     pub attrs: BTreeMap<String, String>,
 }
 
+/// A block's `affinity` for `host`: `host:<node>`.
 pub fn host_affinity(host: &str) -> String {
     format!("host:{host}")
+}
+
+/// The host an `affinity` names, if it names one (inverse of `host_affinity`).
+pub fn affinity_host(affinity: &str) -> Option<&str> {
+    affinity.strip_prefix("host:")
 }
 
 impl Block {
@@ -81,7 +87,12 @@ impl Block {
     }
 
     pub fn is_affine_to(&self, host: &str) -> bool {
-        self.affinity.as_deref().and_then(|a| a.strip_prefix("host:")) == Some(host)
+        self.affine_host() == Some(host)
+    }
+
+    /// The host this block is affine to, if any.
+    pub fn affine_host(&self) -> Option<&str> {
+        self.affinity.as_deref().and_then(affinity_host)
     }
 
     pub fn ip(&self, ordinal: u32) -> IpAddr {

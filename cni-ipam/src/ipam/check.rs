@@ -23,7 +23,8 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-fn decode<T: DeserializeOwned>(key: &Key, v: Json, problems: &mut Vec<String>) -> Option<T> {
+/// Decodes a record, noting it as a problem if it does not decode.
+fn decode_or_note<T: DeserializeOwned>(key: &Key, v: Json, problems: &mut Vec<String>) -> Option<T> {
     v.decode().map_err(|e| problems.push(format!("{key}: does not decode: {e}"))).ok()
 }
 
@@ -32,7 +33,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     let p = &mut r.problems;
     let mut blocks: BTreeMap<IpNet, Block> = BTreeMap::new();
     for (key, rec) in store.list(Kind::Block)? {
-        let Some(b) = decode::<Block>(&key, rec.value, p) else { continue };
+        let Some(b) = decode_or_note::<Block>(&key, rec.value, p) else { continue };
         if key != Key::Block(b.cidr) {
             p.push(format!("{key}: holds block {}", b.cidr));
         }
@@ -63,7 +64,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     let mut handles: BTreeMap<String, Handle> = BTreeMap::new();
     for (key, rec) in store.list(Kind::Handle)? {
         let Key::Handle(id) = &key else { continue };
-        if let Some(h) = decode::<Handle>(&key, rec.value, p) {
+        if let Some(h) = decode_or_note::<Handle>(&key, rec.value, p) {
             handles.insert(id.clone(), h);
         }
     }
@@ -88,7 +89,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     };
     let mut recorded: BTreeMap<IpAddr, Key> = BTreeMap::new();
     for (key, rec) in store.list(Kind::Endpoint)? {
-        let Some(ep) = decode::<WorkloadEndpoint>(&key, rec.value, p) else { continue };
+        let Some(ep) = decode_or_note::<WorkloadEndpoint>(&key, rec.value, p) else { continue };
         let Key::Endpoint { namespace, name } = &key else { continue };
         if ep.metadata.namespace != *namespace || ep.metadata.name != *name {
             p.push(format!("{key}: holds the record of {}/{}", ep.metadata.namespace, ep.metadata.name));
@@ -110,7 +111,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
 
     for (key, rec) in store.list(Kind::Affinity)? {
         let Key::Affinity { host, cidr } = &key else { continue };
-        let Some(a) = decode::<Affinity>(&key, rec.value, p) else { continue };
+        let Some(a) = decode_or_note::<Affinity>(&key, rec.value, p) else { continue };
         let confirmed = a.state.is_empty() || a.state == "confirmed";
         if confirmed && !blocks.get(cidr).is_some_and(|b| b.is_affine_to(host)) {
             p.push(format!("{key}: confirmed, but block {cidr} is not affine to {host}"));
@@ -118,7 +119,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     }
     for (key, rec) in store.list(Kind::HostBlocks)? {
         let Key::HostBlocks(host) = &key else { continue };
-        let Some(hb) = decode::<HostBlocks>(&key, rec.value, p) else { continue };
+        let Some(hb) = decode_or_note::<HostBlocks>(&key, rec.value, p) else { continue };
         for e in hb.blocks.iter().filter(|e| e.confirmed) {
             if !blocks.get(&e.cidr).is_some_and(|b| b.is_affine_to(host)) {
                 p.push(format!("{key}: lists {} as confirmed, but that block is not affine to {host}", e.cidr));
@@ -127,7 +128,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     }
 
     let names = match store.get(&Key::PoolNames)? {
-        Some(rec) => decode::<PoolNames>(&Key::PoolNames, rec.value, p).map(|n| n.names).unwrap_or_default(),
+        Some(rec) => decode_or_note::<PoolNames>(&Key::PoolNames, rec.value, p).map(|n| n.names).unwrap_or_default(),
         None => Vec::new(),
     };
     let mut pools = Vec::new();
@@ -135,7 +136,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
         let key = Key::Pool(name);
         match store.get(&key)? {
             None => p.push(format!("pool index names {key}, which does not exist")),
-            Some(rec) => match decode(&key, rec.value, p).map(|res| Pool::from_resource(&res)) {
+            Some(rec) => match decode_or_note(&key, rec.value, p).map(|res| Pool::from_resource(&res)) {
                 Some(Ok(pool)) => pools.push(pool),
                 Some(Err(e)) => p.push(format!("{key}: {e}")),
                 None => {}
@@ -147,7 +148,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     }
     for pool in &pools {
         let index = match store.get(&Key::PoolBlocks(pool.cidr))? {
-            Some(rec) => decode::<PoolBlocks>(&Key::PoolBlocks(pool.cidr), rec.value, p),
+            Some(rec) => decode_or_note::<PoolBlocks>(&Key::PoolBlocks(pool.cidr), rec.value, p),
             None => Some(PoolBlocks::default()),
         };
         let Some(index) = index else { continue };

@@ -2,6 +2,7 @@
 //! interface), written in the same commit as the attachment's last address and deleted in the commit that
 //! releases them. DEL, CHECK and GC read it to tell whose an interface and an address are; a pod's record is
 //! per interface, not per sandbox, so a late DEL of an old sandbox finds the new sandbox's container ID in it.
+use super::resource::{Metadata, Resource};
 use common::attachment::Attachment;
 use common::store::Key;
 use ipnet::IpNet;
@@ -12,27 +13,9 @@ use std::collections::BTreeMap;
 pub const NETWORK_ANNOTATION: &str = "calico-rs/network";
 pub const NETNS_ANNOTATION: &str = "calico-rs/netns";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkloadEndpoint {
-    #[serde(default = "kind")]
-    pub kind: String,
-    #[serde(rename = "apiVersion", default = "api_version")]
-    pub api_version: String,
-    pub metadata: EndpointMeta,
-    pub spec: EndpointSpec,
-}
+pub type WorkloadEndpoint = Resource<EndpointSpec>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EndpointMeta {
-    pub name: String,
-    pub namespace: String,
-    #[serde(rename = "creationTimestamp", default, skip_serializing_if = "String::is_empty")]
-    pub creation_timestamp: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
+pub const KIND: &str = "WorkloadEndpoint";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointSpec {
@@ -57,18 +40,12 @@ pub struct EndpointSpec {
     pub mac: String,
 }
 
-fn kind() -> String {
-    "WorkloadEndpoint".into()
-}
-fn api_version() -> String {
-    "projectcalico.org/v3".into()
-}
 
 pub fn endpoint_key(att: &Attachment, node: &str) -> Key {
     Key::Endpoint { namespace: att.endpoint_namespace().to_string(), name: att.endpoint_name(node) }
 }
 
-impl WorkloadEndpoint {
+impl Resource<EndpointSpec> {
     /// The record of `att` on `node`, before its addresses are known.
     pub fn draft(att: &Attachment, node: &str, netns: Option<&str>, created: &str) -> WorkloadEndpoint {
         let orchestrator = if att.pod.is_some() { "k8s" } else { "cni" };
@@ -80,17 +57,17 @@ impl WorkloadEndpoint {
         if let Some(ns) = netns.filter(|n| !n.is_empty()) {
             annotations.insert(NETNS_ANNOTATION.to_string(), ns.to_string());
         }
-        WorkloadEndpoint {
-            kind: kind(),
-            api_version: api_version(),
-            metadata: EndpointMeta {
-                name: att.endpoint_name(node),
-                namespace: att.endpoint_namespace().to_string(),
-                creation_timestamp: created.to_string(),
-                labels,
-                annotations,
-            },
-            spec: EndpointSpec {
+        let metadata = Metadata {
+            name: att.endpoint_name(node),
+            namespace: att.endpoint_namespace().to_string(),
+            creation_timestamp: created.to_string(),
+            labels,
+            annotations,
+        };
+        Resource::new(
+            KIND,
+            metadata,
+            EndpointSpec {
                 orchestrator: orchestrator.into(),
                 workload: String::new(),
                 node: node.to_string(),
@@ -103,7 +80,7 @@ impl WorkloadEndpoint {
                 interface_name: att.host_veth(),
                 mac: String::new(),
             },
-        }
+        )
     }
 
     pub fn network(&self) -> &str {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod endpoint;
 pub mod pool;
 pub mod records;
+pub mod resource;
 
 pub use allocator::{Assignment, Ipam, Node, PoolRef};
 pub use block::{Block, Now, Owner};

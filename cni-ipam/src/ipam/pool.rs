@@ -1,6 +1,7 @@
 //! IP pools: the `projectcalico.org/v3` IPPool resource as stored, its validation into a typed `Pool`, node
 //! selectors (Calico's selector language, from the `selector` crate), and the arithmetic that maps a pool's
 //! block indices to block CIDRs and back.
+use super::resource::{Metadata, Resource};
 use crate::error::IpamError;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -11,19 +12,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const DEFAULT_POOL_NAME: &str = "default-ipv4-ippool";
 
 /// The stored form: a v3 resource, as `calicoctl get ippool -o json` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PoolResource {
-    #[serde(rename = "apiVersion", default = "api_version")]
-    pub api_version: String,
-    #[serde(default = "pool_kind")]
-    pub kind: String,
-    pub metadata: Metadata,
-    pub spec: PoolSpec,
-}
+pub type PoolResource = Resource<PoolSpec>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
-    pub name: String,
+pub const KIND: &str = "IPPool";
+
+impl Resource<PoolSpec> {
+    pub fn ippool(name: impl Into<String>, spec: PoolSpec) -> PoolResource {
+        Resource::new(KIND, Metadata::named(name), spec)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -45,12 +41,6 @@ pub struct PoolSpec {
     pub disable_bgp_export: bool,
 }
 
-fn api_version() -> String {
-    "projectcalico.org/v3".into()
-}
-fn pool_kind() -> String {
-    "IPPool".into()
-}
 
 /// A validated pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +61,7 @@ impl Pool {
         let name = &r.metadata.name;
         let bad = |what: String| IpamError::InvalidPool { name: name.clone(), reason: what };
         validate_pool_name(name).map_err(|e| bad(e.to_string()))?;
-        if r.kind != "IPPool" {
+        if !r.kind.is_empty() && r.kind != KIND {
             return Err(bad(format!("kind must be IPPool, got {:?}", r.kind)));
         }
         let cidr: IpNet = r.spec.cidr.parse().map_err(|_| bad(format!("cidr {:?} is not a CIDR", r.spec.cidr)))?;
@@ -129,11 +119,9 @@ impl Pool {
 
     /// The resource with every default filled in, as stored.
     pub fn to_resource(&self) -> PoolResource {
-        PoolResource {
-            api_version: api_version(),
-            kind: pool_kind(),
-            metadata: Metadata { name: self.name.clone() },
-            spec: PoolSpec {
+        PoolResource::ippool(
+            self.name.clone(),
+            PoolSpec {
                 cidr: self.cidr.to_string(),
                 block_size: Some(self.block_size),
                 ipip_mode: Some(self.ipip_mode.clone()),
@@ -143,7 +131,7 @@ impl Pool {
                 disabled: self.disabled,
                 disable_bgp_export: self.disable_bgp_export,
             },
-        }
+        )
     }
 
     /// Calico's default pool: 192.168.0.0/16, /26 blocks, every node, natOutgoing.
@@ -269,12 +257,7 @@ mod tests {
     use super::*;
 
     fn res(cidr: &str, bs: Option<u8>) -> PoolResource {
-        PoolResource {
-            api_version: api_version(),
-            kind: pool_kind(),
-            metadata: Metadata { name: "p".into() },
-            spec: PoolSpec { cidr: cidr.into(), block_size: bs, ..Default::default() },
-        }
+        PoolResource::ippool("p", PoolSpec { cidr: cidr.into(), block_size: bs, ..Default::default() })
     }
 
     #[test]

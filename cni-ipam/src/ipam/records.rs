@@ -12,8 +12,13 @@ use std::collections::BTreeMap;
 pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
     match store.get(key)? {
         None => Ok(None),
-        Some(r) => r.value.decode().map(|v| Some((v, r.rev))).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+        Some(r) => decode(key, &r.value).map(|v| Some((v, r.rev))),
     }
+}
+
+/// Decodes the record at `key`; one that does not decode is corrupt, and the error names its key.
+pub fn decode<T: DeserializeOwned>(key: &Key, value: &Json) -> Result<T, IpamError> {
+    value.decode().map_err(|e| IpamError::corrupt(key, e))
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Result<Json, IpamError> {

@@ -158,13 +158,9 @@ impl Rng {
 /// Stores one pool (and optionally the IPAM config) the way `cni-ipam pool add` does.
 pub fn load_pool(store: &dyn common::store::Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<cni_ipam::ipam::records::IpamConfig>) {
     use cni_ipam::ipam::admin::{apply, Resources};
-    use cni_ipam::ipam::pool::{Metadata, PoolResource, PoolSpec};
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: name.into() },
-        spec: PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
-    };
+    use cni_ipam::ipam::pool::{PoolResource, PoolSpec};
+    let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
+    );
     let pool = cni_ipam::ipam::Pool::from_resource(&res).expect("pool");
     apply(&mut *store.lock().expect("lock"), &Resources { pools: vec![pool], config: cfg }).expect("apply pool");
 }

@@ -17,7 +17,7 @@ impl Ipam<'_> {
         for name in names {
             let key = Key::Pool(name);
             if let Some((res, _)) = self.get(&key)? {
-                pools.push(Pool::from_resource(&res).map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?);
+                pools.push(Pool::from_resource(&res).map_err(|e| IpamError::corrupt(&key, e))?);
             }
         }
         if pools.is_empty() {
@@ -126,7 +126,7 @@ impl Ipam<'_> {
                 if let Some((block, rev)) = self.block(pool.block_cidr(i))? {
                     if !block.deleted && block.free() > 0 {
                         tracing::info!(block = %block.cidr, affinity = ?block.affinity, "borrowing an address");
-                        let host = block.affinity.as_deref().and_then(|a| a.strip_prefix("host:")).map(str::to_string);
+                        let host = block.affine_host().map(str::to_string);
                         let hints = host.as_deref().map(|h| (h, Vec::new()));
                         return self.assign_in(block, rev, owner, None, hints);
                     }
@@ -153,7 +153,7 @@ impl Ipam<'_> {
             let owner = block.affinity.clone().unwrap_or_else(|| "no host".into());
             return Err(IpamError::StrictAffinityIp { ip, block: cidr.to_string(), owner });
         }
-        let host = block.affinity.as_deref().and_then(|a| a.strip_prefix("host:")).map(str::to_string);
+        let host = block.affine_host().map(str::to_string);
         let hints = host.as_deref().map(|h| (h, Vec::new()));
         self.assign_in(block, rev, owner, Some(ip), hints)
     }

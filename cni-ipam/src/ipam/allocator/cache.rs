@@ -1,5 +1,6 @@
 //! The allocator's record cache: `prefetch` reads what an operation will need in one `get_many` (one etcd
 //! round trip), every read goes through it, and typed accessors decode records straight from their text.
+use crate::ipam::records::decode;
 use super::{put, Ipam};
 use crate::error::IpamError;
 use crate::ipam::block::Block;
@@ -75,7 +76,7 @@ impl Ipam<'_> {
         self.with_record(key, |r| match r {
             None => Ok(None),
             Some(r) => {
-                let v = r.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+                let v = decode(&key, &r.value)?;
                 Ok(Some((v, r.rev)))
             }
         })?
@@ -88,7 +89,7 @@ impl Ipam<'_> {
             None => Ok(None),
             Some(r) => match r.value.decode::<HostBlocksView>() {
                 Ok(view) => Ok(Some(f(&view))),
-                Err(e) => Err(IpamError::Corrupt { key: key.path(), reason: e.to_string() }),
+                Err(e) => Err(IpamError::corrupt(&key, e)),
             },
         })?
     }
@@ -106,10 +107,10 @@ impl Ipam<'_> {
     pub(super) fn block(&self, cidr: IpNet) -> Result<Option<(Block, Revision)>, IpamError> {
         let key = Key::Block(cidr);
         match self.get::<Block>(&key)? {
-            Some((b, _)) if b.cidr != cidr => Err(IpamError::Corrupt { key: key.path(), reason: format!("holds block {}", b.cidr) }),
+            Some((b, _)) if b.cidr != cidr => Err(IpamError::corrupt(&key, format!("holds block {}", b.cidr))),
             Some((b, rev)) => match b.validate() {
                 Ok(()) => Ok(Some((b, rev))),
-                Err(reason) => Err(IpamError::Corrupt { key: key.path(), reason }),
+                Err(reason) => Err(IpamError::corrupt(&key, reason)),
             },
             None => Ok(None),
         }

@@ -2,7 +2,7 @@
 //! host and pool index), finishing interrupted claims, and the host index's `full` hints.
 use super::{Assignment, Claimed, Ipam, Node, put};
 use crate::error::IpamError;
-use crate::ipam::block::{Block, Owner};
+use crate::ipam::block::{affinity_host, Block, Owner};
 use crate::ipam::pool::Pool;
 use crate::ipam::records::{Affinity, HostBlock, HostBlocksView, encode};
 use common::store::{Key, Op, Revision};
@@ -204,7 +204,7 @@ impl Ipam<'_> {
     pub(super) fn unfull_ops(&self, was_full: &[(IpNet, Option<String>)]) -> Result<Vec<Op>, IpamError> {
         let mut by_host: BTreeMap<String, Vec<(IpNet, bool)>> = BTreeMap::new();
         for (cidr, affinity) in was_full {
-            if let Some(host) = affinity.as_deref().and_then(|a| a.strip_prefix("host:")) {
+            if let Some(host) = affinity.as_deref().and_then(affinity_host) {
                 by_host.entry(host.to_string()).or_default().push((*cidr, false));
             }
         }

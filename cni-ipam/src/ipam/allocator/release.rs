@@ -1,5 +1,6 @@
 //! Releases: by handle (DEL), exactly some addresses of a handle (a failed ADD, one interface), single
 //! addresses guarded by sequence numbers (operators), and CNI GC.
+use crate::ipam::records::decode;
 use super::{Assignment, Ipam};
 use crate::error::IpamError;
 use crate::ipam::block::Block;
@@ -202,7 +203,7 @@ impl Ipam<'_> {
         let prefix = format!("{network}.");
         let mut stale = BTreeSet::new();
         for (key, rec) in self.store.list(Kind::Block)? {
-            let block: Block = rec.value.decode().map_err(|e| IpamError::Corrupt { key: key.path(), reason: e.to_string() })?;
+            let block: Block = decode(&key, &rec.value)?;
             for idx in block.allocations.iter().flatten() {
                 let Some(attr) = block.attributes.get(*idx) else { continue };
                 let Some(handle) = attr.handle_id.as_deref() else { continue };

@@ -8,18 +8,14 @@ use crate::ipam::{check, records};
 use crate::ipam::admin::{apply, Resources};
 use crate::ipam::check::check_store;
 use crate::ipam::config::IpamConf;
-use crate::ipam::pool::{Metadata, PoolResource, PoolSpec};
+use crate::ipam::pool::{PoolResource, PoolSpec};
 use crate::plugin;
 use common::store::{Datastore, MemStore};
 use std::collections::HashSet;
 
 fn pool(name: &str, cidr: &str, block_size: u8) -> Pool {
-    let res = PoolResource {
-        api_version: "projectcalico.org/v3".into(),
-        kind: "IPPool".into(),
-        metadata: Metadata { name: name.into() },
-        spec: PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
-    };
+    let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
+    );
     Pool::from_resource(&res).unwrap()
 }
 
