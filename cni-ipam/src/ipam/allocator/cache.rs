@@ -76,7 +76,7 @@ impl Ipam<'_> {
         self.with_record(key, |r| match r {
             None => Ok(None),
             Some(r) => {
-                let v = decode(&key, &r.value)?;
+                let v = decode(key, &r.value)?;
                 Ok(Some((v, r.rev)))
             }
         })?
