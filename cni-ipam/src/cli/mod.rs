@@ -5,16 +5,15 @@ mod leaks;
 mod show;
 mod table;
 
-use crate::ipam::records::decode;
 use crate::backend::Backend;
 use crate::error::IpamError;
-use crate::ipam::admin::{apply, parse_resources, rebuild_indexes, stored_pools, Resources};
+use crate::ipam::admin::{self, apply, delete_pool, parse_resources, rebuild_indexes, stored_pools, update_config, Resources};
 use crate::ipam::config::{IpamConf, StoreConf, DEFAULT_STORE_DIR};
 use crate::ipam::pool::{PoolResource, PoolSpec};
-use crate::ipam::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
-use crate::ipam::{Block, Pool};
+use crate::ipam::records::IpamConfig;
+use crate::ipam::Pool;
 use common::store::etcd::TlsFiles;
-use common::store::{Datastore, EtcdOptions, Key, Kind, Op};
+use common::store::{Datastore, EtcdOptions};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use table::Table;
@@ -230,59 +229,10 @@ fn pool_list(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
     Ok(0)
 }
 
-/// Deletes a pool whose blocks hold no address (with `--force`, also one whose blocks do: those addresses
-/// stay in their blocks, as calicoctl leaves them, until released). Empty blocks go with the pool, together
-/// with their affinities and index entries, in one commit.
 fn pool_delete(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
     let name = args.get("--name").ok_or_else(|| IpamError::Config("pool delete needs --name NAME".into()))?;
-    let mut s = store.lock()?;
-    let Some((res, rev)) = load::<PoolResource>(&*s, &Key::Pool(name.to_string()))? else {
-        return Err(IpamError::PoolNotFound(name.to_string()));
-    };
-    let pool = Pool::from_resource(&res)?;
-    let mut ops = vec![Op::Delete { key: Key::Pool(pool.name.clone()), rev }];
-    if let Some((mut names, nrev)) = load::<PoolNames>(&*s, &Key::PoolNames)? {
-        names.names.retain(|n| *n != pool.name);
-        ops.push(Op::Update { key: Key::PoolNames, value: encode(&names)?, rev: nrev });
-    }
-    if let Some((_, prev)) = load::<PoolBlocks>(&*s, &Key::PoolBlocks(pool.cidr))? {
-        ops.push(Op::Delete { key: Key::PoolBlocks(pool.cidr), rev: prev });
-    }
-    let mut used = 0;
-    let mut hosts: BTreeMap<String, Vec<ipnet::IpNet>> = BTreeMap::new();
-    for (key, rec) in s.list(Kind::Block)? {
-        let b: Block = decode(&key, &rec.value)?;
-        if !pool.contains_block(&b.cidr) {
-            continue;
-        }
-        if !b.is_empty() {
-            used += b.in_use();
-            continue;
-        }
-        ops.push(Op::Delete { key, rev: rec.rev });
-        if let Some(host) = b.affine_host() {
-            hosts.entry(host.to_string()).or_default().push(b.cidr);
-        }
-    }
-    if used > 0 && !args.has("--force") {
-        return Err(IpamError::Config(format!("pool {name} still has {used} addresses in use; release them first or pass --force")));
-    }
-    for (host, cidrs) in hosts {
-        for cidr in &cidrs {
-            let akey = Key::Affinity { host: host.clone(), cidr: *cidr };
-            if let Some(r) = s.get(&akey)? {
-                ops.push(Op::Delete { key: akey, rev: r.rev });
-            }
-        }
-        if let Some((mut hb, hrev)) = load::<HostBlocks>(&*s, &Key::HostBlocks(host.clone()))? {
-            for cidr in &cidrs {
-                hb.remove(cidr);
-            }
-            ops.push(Op::Update { key: Key::HostBlocks(host), value: encode(&hb)?, rev: hrev });
-        }
-    }
-    s.commit(&ops)?;
-    println!("pool {name} deleted ({} records changed)", ops.len());
+    let changed = delete_pool(&mut *store.lock()?, name, args.has("--force"))?;
+    println!("pool {name} deleted ({changed} records changed)");
     Ok(0)
 }
 
@@ -296,8 +246,7 @@ fn pool_load(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
 }
 
 pub(crate) fn ipam_config(store: &dyn Datastore) -> Result<IpamConfig, IpamError> {
-    let session = store.lock()?;
-    Ok(load::<IpamConfig>(&*session, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default())
+    admin::ipam_config(&*store.lock()?)
 }
 
 pub(crate) fn config_table(cfg: &IpamConfig) -> Table {
@@ -319,18 +268,22 @@ fn config_show(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
 }
 
 fn config_set(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let mut session = store.lock()?;
-    let mut cfg = load::<IpamConfig>(&*session, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default();
-    if let Some(v) = args.bool("--strict-affinity")? {
-        cfg.strict_affinity = v;
-    }
-    if let Some(v) = args.bool("--auto-allocate-blocks")? {
-        cfg.auto_allocate_blocks = v;
-    }
-    if let Some(v) = args.get("--max-blocks-per-host") {
-        cfg.max_blocks_per_host = v.parse().map_err(|_| IpamError::Config(format!("--max-blocks-per-host {v:?} is not a number")))?;
-    }
-    apply(&mut *session, &Resources { pools: vec![], config: Some(cfg) })?;
-    drop(session);
+    let strict = args.bool("--strict-affinity")?;
+    let auto = args.bool("--auto-allocate-blocks")?;
+    let max = args
+        .get("--max-blocks-per-host")
+        .map(|v| v.parse::<u32>().map_err(|_| IpamError::Config(format!("--max-blocks-per-host {v:?} is not a number"))))
+        .transpose()?;
+    update_config(&mut *store.lock()?, |cfg| {
+        if let Some(v) = strict {
+            cfg.strict_affinity = v;
+        }
+        if let Some(v) = auto {
+            cfg.auto_allocate_blocks = v;
+        }
+        if let Some(v) = max {
+            cfg.max_blocks_per_host = v;
+        }
+    })?;
     config_show(store, args)
 }

@@ -1,9 +1,8 @@
 //! Operator changes to pools and the IPAM config: validated in full before anything is written, then
 //! committed at once, so a bad file leaves the store untouched.
-use super::records::decode;
 use super::block::Block;
 use super::pool::{Pool, PoolResource};
-use super::records::{encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
+use super::records::{decode, encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use crate::error::IpamError;
 use common::store::{Json, Key, Kind, Op, Store};
 use ipnet::IpNet;
@@ -180,6 +179,72 @@ pub fn rebuild_indexes(store: &mut dyn Store) -> Result<usize, IpamError> {
     }
     store.commit(&ops)?;
     Ok(blocks)
+}
+
+/// The IPAM config as stored, Calico's defaults when absent.
+pub fn ipam_config(store: &dyn Store) -> Result<IpamConfig, IpamError> {
+    Ok(load::<IpamConfig>(store, &Key::IpamConfig)?.map(|c| c.0).unwrap_or_default())
+}
+
+/// Read-modify-write of the IPAM config, validated before it is written; returns the new config.
+pub fn update_config(store: &mut dyn Store, edit: impl FnOnce(&mut IpamConfig)) -> Result<IpamConfig, IpamError> {
+    let mut cfg = ipam_config(store)?;
+    edit(&mut cfg);
+    apply(store, &Resources { pools: vec![], config: Some(cfg) })?;
+    Ok(cfg)
+}
+
+/// Deletes a pool whose blocks hold no address (with `force`, also one whose blocks do: those addresses
+/// stay in their blocks, as calicoctl leaves them, until released). Empty blocks go with the pool, together
+/// with their affinities and index entries, in one commit. Returns the number of records changed.
+pub fn delete_pool(store: &mut dyn Store, name: &str, force: bool) -> Result<usize, IpamError> {
+    let Some((res, rev)) = load::<PoolResource>(store, &Key::Pool(name.to_string()))? else {
+        return Err(IpamError::PoolNotFound(name.to_string()));
+    };
+    let pool = Pool::from_resource(&res)?;
+    let mut ops = vec![Op::Delete { key: Key::Pool(pool.name.clone()), rev }];
+    if let Some((mut names, nrev)) = load::<PoolNames>(store, &Key::PoolNames)? {
+        names.names.retain(|n| *n != pool.name);
+        ops.push(Op::Update { key: Key::PoolNames, value: encode(&names)?, rev: nrev });
+    }
+    if let Some((_, prev)) = load::<PoolBlocks>(store, &Key::PoolBlocks(pool.cidr))? {
+        ops.push(Op::Delete { key: Key::PoolBlocks(pool.cidr), rev: prev });
+    }
+    let mut used = 0;
+    let mut hosts: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+    for (key, rec) in store.list(Kind::Block)? {
+        let b: Block = decode(&key, &rec.value)?;
+        if !pool.contains_block(&b.cidr) {
+            continue;
+        }
+        if !b.is_empty() {
+            used += b.in_use();
+            continue;
+        }
+        ops.push(Op::Delete { key, rev: rec.rev });
+        if let Some(host) = b.affine_host() {
+            hosts.entry(host.to_string()).or_default().push(b.cidr);
+        }
+    }
+    if used > 0 && !force {
+        return Err(IpamError::Config(format!("pool {name} still has {used} addresses in use; release them first or pass --force")));
+    }
+    for (host, cidrs) in hosts {
+        for cidr in &cidrs {
+            let akey = Key::Affinity { host: host.clone(), cidr: *cidr };
+            if let Some(r) = store.get(&akey)? {
+                ops.push(Op::Delete { key: akey, rev: r.rev });
+            }
+        }
+        if let Some((mut hb, hrev)) = load::<HostBlocks>(store, &Key::HostBlocks(host.clone()))? {
+            for cidr in &cidrs {
+                hb.remove(cidr);
+            }
+            ops.push(Op::Update { key: Key::HostBlocks(host), value: encode(&hb)?, rev: hrev });
+        }
+    }
+    store.commit(&ops)?;
+    Ok(ops.len())
 }
 
 fn upsert(store: &dyn Store, key: Key, value: Json) -> Result<Op, IpamError> {
