@@ -30,9 +30,9 @@ CRS_BIN_DIR="$REL" "$REL/cni-bench" "${args[@]}" --out "$out.body"
 {
   echo "## IPAM alone: allocation latency in-process, by existing allocations"
   echo
-  echo "\`cni-ipam bench-alloc --samples 2000\` (60 simulated nodes hold the existing allocations; file = the local store with its fsyncs)."
+  echo "\`cni-bench alloc --samples 2000\` (60 simulated nodes hold the existing allocations; file = the local store with its fsyncs)."
   echo
-  "$REL/cni-ipam" bench-alloc --samples 2000
+  "$REL/cni-bench" alloc --samples 2000
   echo
 } > "$out.ipam"
 cat "$out.head" "$out.body" "$out.ipam" > "$out"

@@ -1,6 +1,9 @@
 //! cni-bench: pod network setup and teardown, side by side with Debian's reference plugins, in one run.
 //! Contenders alternate pod by pod so machine drift falls on all of them alike. Needs root; the etcd-store
 //! contender also needs Debian's etcd-server (scripts/deps.sh --bench), and is left out with a note without it.
+//! `cni-bench alloc` times the allocator alone, in-process (`alloc.rs`).
+mod alloc;
+mod alloc_etcd;
 mod contender;
 mod plot;
 mod stats;
@@ -21,9 +24,8 @@ struct Opts {
     only: Vec<String>,
 }
 
-fn parse_opts() -> Opts {
+fn parse_opts(args: &[String]) -> Opts {
     let mut o = Opts { pods: 200, levels: vec![0, 1000, 10000], growth_samples: 100, burst: 100, concurrency: vec![1, 4, 16], out: None, only: Vec::new() };
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| usage(&format!("{a} needs a value")));
@@ -42,14 +44,18 @@ fn parse_opts() -> Opts {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--only sequential,burst,growth] [--out FILE.md]");
+    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--only sequential,burst,growth] [--out FILE.md]\n       cni-bench alloc --help");
     std::process::exit(2)
 }
 
 fn main() {
     // Release builds abort on panic: without this a failed run would leave its namespaces and etcd behind.
     testbed::clean_up_on_panic();
-    let o = parse_opts();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("alloc") {
+        std::process::exit(alloc::run(&args[1..]));
+    }
+    let o = parse_opts(&args);
     assert!(o.pods <= 60_000 && o.burst <= 60_000, "at most 60000 pods");
     let mut report = String::new();
     report += &format!("Machine: {} CPUs, kernel {}; {} pods per contender, release builds.\n\n", cpus(), kernel(), o.pods);

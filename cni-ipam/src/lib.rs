@@ -1,8 +1,6 @@
 //! calico-rs IPAM: the `cni-ipam` plugin's library. `ipam` holds the allocation logic over the store trait,
 //! `plugin` the CNI verbs, `cli` the operator commands; the binary only dispatches.
 pub mod backend;
-mod bench;
-mod bench_etcd;
 pub mod cli;
 pub mod error;
 pub mod ipam;

@@ -53,7 +53,7 @@ pub(crate) struct Args {
 }
 
 const SWITCHES: &[&str] =
-    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--idle", "--links"];
+    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--links"];
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut words = Vec::new();
@@ -95,9 +95,6 @@ impl Args {
     pub(crate) fn json(&self) -> bool {
         self.get("-o") == Some("json")
     }
-    fn flat(&self) -> BTreeMap<String, Option<String>> {
-        self.flags.iter().map(|(k, v)| (k.clone(), v.last().cloned().flatten())).collect()
-    }
 }
 
 /// Runs one operator command; returns the exit code.
@@ -113,9 +110,6 @@ pub fn run(argv: &[String]) -> i32 {
     if matches!(words.as_slice(), ["help"] | []) || args.has("--help") {
         print!("{USAGE}");
         return 0;
-    }
-    if words == ["bench-alloc"] {
-        return crate::bench::run(&args.flat());
     }
     let result = open(&args).and_then(|store| match words.as_slice() {
         ["pool", "add"] => pool_add(&store, &args),

@@ -1,93 +1,45 @@
-//! `cni-ipam bench-alloc --backend etcd [--endpoints URLS] [--nodes 1,10,100] [--samples N] [--idle]`: N
+//! `cni-bench alloc --backend etcd [--endpoints URLS] [--nodes 1,10,100] [--samples N] [--idle]`: N
 //! simulated nodes (threads) each do `samples` ADDs and then as many DELs against one etcd, all nodes at once
 //! (with `--idle`: the other N-1 nodes only fill the store first, then one node is measured alone). Every
 //! operation opens a fresh store (a new connection), as each plugin process does. Without `--endpoints` a
-//! throw-away single-member etcd is started on unix sockets in its own network namespace and removed after.
-use crate::backend::Retry;
-use crate::ipam::admin::{apply, Resources};
-use crate::ipam::config::{IpamConf, StoreConf};
-use crate::ipam::pool::{PoolResource, PoolSpec};
-use crate::ipam::{Node, Owner, Pool, PoolRef};
-use crate::plugin;
+//! throw-away single-member etcd (`testbed::etcd`) is started and removed after.
+use crate::stats::{median, ms, pct};
+use cni_ipam::backend::Retry;
+use cni_ipam::ipam::admin::{apply, Resources};
+use cni_ipam::ipam::config::{IpamConf, StoreConf};
+use cni_ipam::ipam::pool::{PoolResource, PoolSpec};
+use cni_ipam::ipam::{Node, Owner, Pool, PoolRef};
+use cni_ipam::plugin;
 use common::store::{Datastore, EtcdOptions, EtcdStore};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testbed::etcd::Etcd;
 
-struct TempEtcd {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl TempEtcd {
-    fn start() -> Result<TempEtcd, String> {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-bench-etcd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let child = Command::new("unshare")
-            .current_dir(&dir)
-            .args(["-n", "etcd", "--name", "b0", "--data-dir", "data", "--listen-client-urls", "unix://c:1"])
-            .args(["--advertise-client-urls", "unix://c:1", "--listen-peer-urls", "unix://p:1"])
-            .args(["--initial-advertise-peer-urls", "unix://p:1", "--initial-cluster", "b0=unix://p:1"])
-            .args(["--logger", "zap", "--log-outputs", "etcd.log"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting etcd (Debian's etcd-server, under unshare -n): {e}"))?;
-        let etcd = TempEtcd { child, dir };
-        let store = EtcdStore::open(&EtcdOptions::new(&etcd.endpoint())).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !store.lock().is_ok_and(|s| s.get(&common::store::Key::IpamConfig).is_ok()) {
-            if Instant::now() > deadline {
-                return Err("etcd did not become ready in 30 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(etcd)
+/// The `p`th percentile of `xs` in ms, `-` when there is no sample.
+fn cell(xs: &[f64], p: f64) -> String {
+    if xs.is_empty() {
+        return "-".into();
     }
-
-    fn endpoint(&self) -> String {
-        format!("unix://{}/c:1", self.dir.display())
-    }
-}
-
-impl Drop for TempEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn at(v: &mut [Duration], q: usize) -> Duration {
-    v.sort();
-    v.get((v.len() * q / 100).min(v.len().saturating_sub(1))).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    format!("{:.2} ms", pct(xs, p))
 }
 
 pub fn run(endpoints: Option<String>, nodes: &[usize], per_node: usize, idle: bool) -> i32 {
     let temp = match &endpoints {
         Some(_) => None,
-        None => match TempEtcd::start() {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("bench-alloc: {e}");
-                return 1;
-            }
-        },
+        None if testbed::etcd::installed() => Some(Etcd::start(1)),
+        None => {
+            eprintln!("cni-bench alloc: {} is not installed (`scripts/deps.sh --bench` installs etcd-server); or give --endpoints", testbed::etcd::ETCD);
+            return 1;
+        }
     };
-    let endpoints = endpoints.unwrap_or_else(|| temp.as_ref().map(TempEtcd::endpoint).unwrap_or_default());
+    let endpoints = endpoints.unwrap_or_else(|| temp.as_ref().map(Etcd::endpoints_csv).unwrap_or_default());
     println!("| simulated nodes | ADDs | ADD median | ADD p99 | first ADD of a node (claims a block) median | p99 | DEL median | DEL p99 | requests per warm ADD / DEL | ADD+DEL per s (all nodes) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (level, &n) in nodes.iter().enumerate() {
         match measure(&endpoints, level, n, per_node, idle) {
             Ok(line) => println!("| {n} | {line} |"),
             Err(e) => {
-                eprintln!("bench-alloc: {e}");
+                eprintln!("cni-bench alloc: {e}");
                 return 1;
             }
         }
@@ -167,38 +119,37 @@ fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize, idle: b
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("bench thread panicked".into()))).collect()
     });
     let wall = start.elapsed();
+    // Latencies in ms and request counts, as f64 for the one percentile helper (counts stay exact).
     let (mut warm, mut first, mut dels) = (Vec::new(), Vec::new(), Vec::new());
     let (mut warm_req, mut del_req) = (Vec::new(), Vec::new());
     for r in results {
         let (a, d) = r?;
         for s in a {
             if s.first {
-                first.push(s.took);
+                first.push(ms(s.took));
             } else {
-                warm.push(s.took);
-                warm_req.push(s.requests);
+                warm.push(ms(s.took));
+                warm_req.push(s.requests as f64);
             }
         }
         for s in d {
-            dels.push(s.took);
-            del_req.push(s.requests);
+            dels.push(ms(s.took));
+            del_req.push(s.requests as f64);
         }
     }
-    warm_req.sort();
-    del_req.sort();
-    let med = |v: &Vec<u64>| v.get(v.len() / 2).copied().unwrap_or(0);
+    let requests = |v: &[f64]| if v.is_empty() { "-".to_string() } else { format!("{:.0}", median(v)) };
     let total_adds = warm.len() + first.len();
     let ops_per_s = (total_adds + dels.len()) as f64 / wall.as_secs_f64();
     Ok(format!(
         "{total_adds} | {} | {} | {} | {} | {} | {} | {} / {} | {:.0}",
-        ms(at(&mut warm, 50)),
-        ms(at(&mut warm, 99)),
-        ms(at(&mut first, 50)),
-        ms(at(&mut first, 99)),
-        ms(at(&mut dels, 50)),
-        ms(at(&mut dels, 99)),
-        med(&warm_req),
-        med(&del_req),
+        cell(&warm, 50.0),
+        cell(&warm, 99.0),
+        cell(&first, 50.0),
+        cell(&first, 99.0),
+        cell(&dels, 50.0),
+        cell(&dels, 99.0),
+        requests(&warm_req),
+        requests(&del_req),
         ops_per_s
     ))
 }
