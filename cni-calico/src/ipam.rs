@@ -4,21 +4,18 @@
 //! built without the `etcd` feature (the default: the etcd client, resolver and TLS would add a third to the
 //! pages every ADD maps, for a store whose round trips dwarf one more exec).
 use crate::config::NetConf;
-use cni_ipam::plugin::{Added, Undo};
-use common::cni::{delegate, CniError, CniResult, Command, Plugin, Request};
-use std::sync::mpsc;
+use cni_ipam::embedded::{self, Call, Rest, Undo};
+use common::cni::{delegate, CniError, CniResult, Command, Request};
 
 /// The plugin type served in-process.
 pub const IN_PROCESS: &str = "cni-ipam";
 
-type Worker = std::thread::JoinHandle<Result<Option<Added>, CniError>>;
-
 /// An IPAM call under way, alongside our own work.
 pub enum Pending {
     Exec(delegate::Running),
-    /// In-process: an ADD's answer arrives on `early` once the allocation is durable, while the thread
-    /// still writes the store's record files and releases its lock.
-    Thread { early: mpsc::Receiver<Added>, worker: Worker },
+    /// In-process: an ADD's answer arrives once the allocation is durable, while the IPAM thread still
+    /// writes the store's record files and releases its lock.
+    Thread(Call),
 }
 
 /// An ADD's result, and how to give back what it took if the ADD fails later.
@@ -34,74 +31,40 @@ pub enum Taken {
     ByDel,
 }
 
-/// The rest of an in-process IPAM call after its answer: waited for when dropped (before the process
-/// exits, so the store session ends cleanly; a late failure there only delays work the next session does).
-pub struct Settle(Option<Worker>);
-
-impl Drop for Settle {
-    fn drop(&mut self) {
-        match self.0.take().map(|w| w.join()) {
-            Some(Ok(Err(e))) => tracing::warn!(error = %e, "IPAM store session ended with an error after its answer"),
-            Some(Err(_)) => tracing::warn!("the IPAM thread panicked after its answer"),
-            _ => {}
-        }
-    }
+/// What remains of an in-process call after its answer (see `embedded::Rest`).
+pub struct Settle {
+    _rest: Option<Rest>,
 }
 
-/// Whether `conf`'s IPAM runs in this process.
-fn in_process(conf: &NetConf, req: &Request) -> Result<bool, CniError> {
-    Ok(conf.ipam_type()? == IN_PROCESS && !conf.exec_ipam && cni_ipam::plugin::can_serve(&req.config))
-}
-
-/// Starts `command` on the configured IPAM plugin.
+/// Starts `command` on the configured IPAM plugin: cni-ipam on a thread here unless the config says
+/// `exec_ipam` or this build cannot serve it; anything else exec'd from CNI_PATH.
 pub fn start(conf: &NetConf, command: Command, req: &Request) -> Result<Pending, CniError> {
     let ipam_type = conf.ipam_type()?;
-    if !in_process(conf, req)? {
-        return delegate::ipam_start(ipam_type, command, &req.env, &req.stdin).map(Pending::Exec);
+    if ipam_type == IN_PROCESS && !conf.exec_ipam {
+        // Still looked up on CNI_PATH, so an install without cni-ipam fails the same way whichever way it runs.
+        if command != Command::Status {
+            delegate::find(ipam_type, &req.env.path)?;
+        }
+        if let Some(call) = embedded::spawn(command, req) {
+            return call.map(Pending::Thread);
+        }
     }
-    // Still looked up on CNI_PATH, so an install without cni-ipam fails the same way whichever way it runs.
-    if command != Command::Status {
-        delegate::find(ipam_type, &req.env.path)?;
-    }
-    let req = req.clone();
-    let plugin = cni_ipam::plugin::IpamPlugin;
-    let (tx, early) = mpsc::channel();
-    let thread = std::thread::Builder::new().name("ipam".into()).spawn(move || match command {
-        Command::Add => cni_ipam::plugin::add_early(&req, &mut |a| {
-            let _ = tx.send(a.clone());
-        })
-        .map(Some),
-        Command::Del => plugin.del(&req).map(|()| None),
-        Command::Check => plugin.check(&req).map(|()| None),
-        Command::Status => plugin.status(&req).map(|()| None),
-        Command::Gc => plugin.gc(&req).map(|()| None),
-        Command::Version => Ok(None),
-    });
-    let worker = thread.map_err(|e| CniError::internal(format!("starting the IPAM thread: {e}")))?;
-    Ok(Pending::Thread { early, worker })
-}
-
-fn joined(worker: Worker) -> Result<Option<Added>, CniError> {
-    worker.join().map_err(|_| CniError::internal("the IPAM thread panicked"))?
-}
-
-fn answer_of(added: Option<Added>) -> Answer {
-    match added {
-        Some(a) => Answer { result: a.result, taken: Taken::Exactly(a.undo) },
-        None => Answer { result: CniResult::default(), taken: Taken::Exactly(None) },
-    }
+    delegate::ipam_start(ipam_type, command, &req.env, &req.stdin).map(Pending::Exec)
 }
 
 impl Pending {
     /// The IPAM answer (ADD) as soon as it is known, and what remains of the call.
     pub fn answer_early(self) -> Result<(Answer, Settle), CniError> {
         match self {
-            Pending::Exec(running) => Ok((Answer { result: running.result()?, taken: Taken::ByDel }, Settle(None))),
-            Pending::Thread { early, worker } => match early.recv() {
-                Ok(added) => Ok((answer_of(Some(added)), Settle(Some(worker)))),
-                // No early answer: the call failed (or was not an ADD); the thread says how.
-                Err(_) => Ok((answer_of(joined(worker)?), Settle(None))),
-            },
+            Pending::Exec(running) => Ok((Answer { result: running.result()?, taken: Taken::ByDel }, Settle { _rest: None })),
+            Pending::Thread(call) => {
+                let (added, rest) = call.answer_early()?;
+                let answer = match added {
+                    Some(a) => Answer { result: a.result, taken: Taken::Exactly(a.undo) },
+                    None => Answer { result: CniResult::default(), taken: Taken::Exactly(None) },
+                };
+                Ok((answer, Settle { _rest: Some(rest) }))
+            }
         }
     }
 
@@ -114,7 +77,7 @@ impl Pending {
     pub fn wait(self) -> Result<(), CniError> {
         match self {
             Pending::Exec(running) => running.wait().map(drop),
-            Pending::Thread { .. } => self.answer().map(drop),
+            Pending::Thread(call) => call.wait().map(drop),
         }
     }
 }
@@ -130,7 +93,7 @@ pub fn call(conf: &NetConf, command: Command, req: &Request) -> Result<(), CniEr
 pub fn give_back(conf: &NetConf, req: &Request, taken: Taken, live: bool) {
     let given = match taken {
         Taken::Exactly(None) => return,
-        Taken::Exactly(Some(undo)) => cni_ipam::plugin::undo_add(req, &undo).map(drop),
+        Taken::Exactly(Some(undo)) => embedded::undo_add(req, &undo).map(drop),
         Taken::ByDel if live => return,
         Taken::ByDel => call(conf, Command::Del, req),
     };

@@ -2,6 +2,7 @@
 //! `plugin` the CNI verbs, `cli` the operator commands; the binary only dispatches.
 pub mod backend;
 pub mod cli;
+pub mod embedded;
 pub mod error;
 pub mod ipam;
 pub mod plugin;

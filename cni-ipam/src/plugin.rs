@@ -50,7 +50,7 @@ impl Plugin for IpamPlugin {
 /// Whether this build can serve `config`: the etcd store needs the `etcd` feature and, for https:// members,
 /// `tls`; cni-calico's in-process copy leaves both out and execs cni-ipam for such a config. A config that
 /// does not parse counts as served, so that it fails here with the plugin's own error.
-pub fn can_serve(config: &serde_json::Value) -> bool {
+pub(crate) fn can_serve(config: &serde_json::Value) -> bool {
     let etcd = |v: &serde_json::Value| v.get("datastore_type").and_then(|t| t.as_str()) == Some("etcdv3");
     if cfg!(feature = "tls") || !(etcd(config) || config.get("ipam").is_some_and(etcd)) {
         return true;
