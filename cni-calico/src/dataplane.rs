@@ -1,4 +1,5 @@
-//! The workload's wiring (calico.md §1.6): the veth pair, sysctls on both ends, the link-local gateway
+//! The workload's wiring (as Calico's `DoNetworking`, projectcalico/calico
+//! cni-plugin/pkg/dataplane/linux/dataplane_linux.go): the veth pair, sysctls on both ends, the link-local gateway
 //! routes in the container and the /32 (/128) route to it on the host. Also its teardown and verification.
 use crate::error::{Context, Error};
 use common::cni::CniError;
@@ -222,7 +223,7 @@ fn source_rule(ip: IpAddr, table: u32) -> RuleSpec {
     RuleSpec { from: host_net(ip), table, priority: RULE_PRIORITY }
 }
 
-/// The host-side sysctls of calico.md §1.7: (key, value, must succeed).
+/// The host-side sysctls Calico's `configureSysctls` writes (dataplane_linux.go): (key, value, must succeed).
 fn host_sysctls(plan: &Plan) -> Vec<(String, &'static str, bool)> {
     let i = &plan.host_if;
     let mut v = Vec::new();

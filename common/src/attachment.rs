@@ -59,7 +59,8 @@ impl Attachment {
         })
     }
 
-    /// The host end of the veth (calico.md §1.5): `cali` + 11 hex of sha1(`<namespace>.<pod>`) for a pod,
+    /// The host end of the veth (Calico's `VethNameForWorkload`, projectcalico/calico
+    /// libcalico-go/lib/backend/k8s/conversion/workload_endpoint_default.go): `cali` + 11 hex of sha1(`<namespace>.<pod>`) for a pod,
     /// else `cali` + the first 11 characters of the container ID; Felix computes the same name. Another
     /// interface of the same workload hashes `<namespace>.<pod>:<ifname>` (`<container ID>:<ifname>`), so it
     /// never takes the name of the first. The prefix is FELIX_INTERFACEPREFIX's first entry, default `cali`.
@@ -138,7 +139,7 @@ mod tests {
 
     #[test]
     fn default_interface_names_are_calicos() {
-        // calico.md §1.5: default/nginx -> calic440f455693
+        // Calico's name for default/nginx: calic440f455693
         assert_eq!(att(Some(("default", "nginx")), "abc", "eth0").host_veth_with("cali"), "calic440f455693");
         assert_eq!(att(None, "0123456789abcdef", "eth0").host_veth_with("cali"), "cali0123456789a");
         assert_eq!(att(None, "ab", "eth0").host_veth_with("cali"), "caliab");

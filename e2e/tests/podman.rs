@@ -26,7 +26,7 @@ impl<'a> Podman<'a> {
         for d in ["storage", "runroot", "tmp", "home"] {
             std::fs::create_dir_all(dir.join(d)).expect("podman dir");
         }
-        // No CAP_SYS_RESOURCE in this sandbox: podman's default rlimits would fail in runc (env.md §2b).
+        // No CAP_SYS_RESOURCE in this sandbox: podman's default rlimits would fail in runc.
         let conf = format!(
             r#"[containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]

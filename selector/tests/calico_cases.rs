@@ -1,5 +1,5 @@
-//! Calico's behaviour, case by case: the tricky cases of shared/reference/bgp.md §3 (one test each, numbered as
-//! there), then match tables, rejected selectors and canonical forms checked against libcalico-go's selector.
+//! Calico's behaviour, case by case: ten tricky cases of Calico's selector parser (behaviour read from
+//! projectcalico/calico libcalico-go/lib/selector/parser/parser_test.go; one test each), then match tables, rejected selectors and canonical forms checked against libcalico-go's selector.
 use selector::{Expr, Selector};
 use std::collections::BTreeMap;
 
