@@ -9,12 +9,17 @@ use common::sysctl;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// Every host veth carries this MAC; the container only ever ARPs for the gateway.
 pub const HOST_MAC: [u8; 6] = [0xee; 6];
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The link-local address the kernel derives from HOST_MAC (EUI-64).
 pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
+
+/// How long ADD waits for the kernel to activate each veth end (see `await_active`). Past it the pod's
+/// first ARP may be lost, which costs a second (its retransmit timer): no worse than waiting longer.
+const ACTIVATION_DEADLINE: Duration = Duration::from_secs(1);
 
 /// What to wire for one workload.
 #[derive(Debug, Clone)]
@@ -75,6 +80,8 @@ where
         let worker = s.spawn(move || -> Result<Link, Error> {
             let mut host = host;
             container_ns.enter_for_this_thread().ctx(|| "entering container namespace".into())?;
+            // Before the pair goes up, so that the kernel's word that the container end is active cannot be missed.
+            let mut events = LinkEvents::open().ctx(|| "subscribing to link changes in container namespace".into())?;
             let link = create_pair(&mut host, base, host_fd)?;
             let Some(peer) = link.peer_index else {
                 let _ = Netlink::open().and_then(|mut nl| nl.del_link(link.index));
@@ -82,7 +89,8 @@ where
             };
             let _ = pair_tx.send((peer, host));
             let configured = match plan_rx.recv() {
-                Ok(plan) => configure_container(&link, &plan),
+                // The host end is up once the plan comes (the other thread sent it after `bring_up_host`).
+                Ok(plan) => configure_container(&link, &plan).and_then(|()| await_active(&mut events, link.index, &base.ifname)),
                 Err(_) => Err(Error::Setup("host side failed".into())),
             };
             if let Err(e) = configured {
@@ -99,10 +107,12 @@ where
         let Ok((peer, mut host)) = pair_rx.recv() else {
             return joined(worker).map(|link| (link, base.clone()));
         };
-        let host_side = addresses.and_then(|wait| wait()).map_err(Error::from).and_then(|ips| {
+        let host_side = bring_up_host(&mut host, peer, base).and_then(|mut events| {
+            let ips = addresses.and_then(|wait| wait())?;
             let plan = Plan { ips, ..base.clone() };
             let _ = plan_tx.send(plan.clone());
-            configure_host(&mut host, peer, &plan).map(|()| plan)
+            configure_host(&mut host, peer, &plan)?;
+            await_active(&mut events, peer, &plan.host_if).map(|()| plan)
         });
         drop(plan_tx);
         match (host_side, joined(worker)) {
@@ -116,7 +126,8 @@ where
     })
 }
 
-/// Runs in the container namespace: the veth pair with its host end born in the host namespace, both up.
+/// Runs in the container namespace: the veth pair with its host end born in the host namespace, the container
+/// end up (the host end goes up in the host namespace: `bring_up_host`).
 fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Error> {
     let mut nl = Netlink::open().ctx(|| "opening netlink in container namespace".into())?;
     let create = |nl: &mut Netlink| nl.add_veth(&plan.ifname, plan.mtu, &plan.host_if, host_fd, HOST_MAC);
@@ -149,17 +160,45 @@ fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Er
         // known yet; without IPv6 in the kernel the key is missing, which only matters if IPv6 is asked for.
         let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_dad", plan.ifname), "0");
         let owner = Some(plan.owner.as_str()).filter(|o| !o.is_empty());
-        nl.set_up_with_alias(link.index, owner).ctx(|| format!("setting {} up", plan.ifname))?;
-        if let Some(peer) = link.peer_index {
-            host.set_up_with_alias(peer, owner).ctx(|| format!("setting {} up", plan.host_if))?;
-        }
-        Ok(())
+        nl.set_up_with_alias(link.index, owner).ctx(|| format!("setting {} up", plan.ifname))
     };
     if let Err(e) = up() {
         let _ = nl.del_link(link.index);
         return Err(e);
     }
     Ok(link)
+}
+
+/// Runs in the host namespace once the pair exists. The IPv6 gateway is the host end's link-local address,
+/// which the kernel makes when the end comes up and holds tentative (answering no neighbour solicitation)
+/// through DAD, or with DAD off until a workqueue job has cleared the flag: pods had no IPv6 gateway for 1-2 s
+/// after ADD, or for some ms under load. Made here first without DAD, it is usable at once (the kernel's own
+/// then finds it there). The family is not known yet: both fail harmlessly without IPv6, and make what the
+/// kernel would anyway with it. The subscription is for `await_active`.
+fn bring_up_host(host: &mut Netlink, index: u32, plan: &Plan) -> Result<LinkEvents, Error> {
+    let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_dad", plan.host_if), "0");
+    if let Ok(gateway) = IpNet::new(GATEWAY_V6.into(), 64) {
+        let _ = host.add_address(index, gateway);
+    }
+    let events = LinkEvents::open().ctx(|| "subscribing to link changes in host namespace".into())?;
+    let owner = Some(plan.owner.as_str()).filter(|o| !o.is_empty());
+    host.set_up_with_alias(index, owner).ctx(|| format!("setting {} up", plan.host_if))?;
+    Ok(events)
+}
+
+/// Waits, up to ACTIVATION_DEADLINE, until the kernel's link watch (a workqueue job that needs rtnl) has seen
+/// the carrier of a veth end set up in this thread's namespace. The end set up first (the container's) sends
+/// through the `noop` qdisc, dropping every packet, until then: under load that lasted past ADD's return and
+/// a pod's first ARP for the gateway was lost. The other end gets its operational state and IPv6 link-local
+/// address there. Usually no wait: the kernel runs the job in our GETLINK, or has run it meanwhile.
+fn await_active(events: &mut LinkEvents, index: u32, name: &str) -> Result<(), Error> {
+    let mut nl = Netlink::open().ctx(|| "opening netlink".into())?;
+    let start = Instant::now();
+    let active = nl.await_oper_up(index, events, start + ACTIVATION_DEADLINE).ctx(|| format!("waiting for {name} to come up"))?;
+    if !active {
+        tracing::warn!(link = name, waited = ?start.elapsed(), "the kernel has not activated the link yet; its first packets may be lost");
+    }
+    Ok(())
 }
 
 /// Runs in the container namespace once the addresses are known: sysctls, gateway routes, addresses.
@@ -343,8 +382,8 @@ pub fn teardown(container_ns: &NetNs, ifname: &str, owner: &str, addresses_gone:
         });
         let announced = match found_rx.recv() {
             Ok((mut events, index, done_r)) => {
-                use std::os::fd::AsRawFd;
-                events.wait_deleted(index, done_r.as_raw_fd(), DELETE_EVENT_WAIT).unwrap_or(false)
+                use std::os::fd::AsFd;
+                events.wait_deleted(index, done_r.as_fd(), DELETE_EVENT_WAIT).unwrap_or(false)
             }
             Err(_) => false,
         };

@@ -1,19 +1,21 @@
 //! A small synchronous rtnetlink client: one socket bound to the namespace of the thread that opened it.
-//! Only what the plugin needs (veth, link state, addresses, routes), each request acknowledged before the next.
+//! Only what the plugin needs (veth, link state and its notifications, addresses, routes), each request acknowledged before the next.
 use ipnet::IpNet;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::time::Instant;
 
 /// What we need to know of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct Link {
     pub mac: [u8; 6],
     pub mtu: u32,
     pub up: bool,
+    /// Operationally up (IFLA_OPERSTATE): the kernel's link watch has seen the carrier.
+    pub oper_up: bool,
     pub kind: Option<String>,
     /// For a veth: the peer's ifindex (in the peer's namespace).
     pub peer_index: Option<u32>,
@@ -165,6 +169,52 @@ impl Netlink {
         }
     }
 
+    /// The link with ifindex `index`. On kernels with commit facd15dfd691 ("net: core: synchronize link-watch
+    /// when carrier is queried"; 6.18 has it) this also runs the link-watch work still pending for the link, as
+    /// `ethtool` and `/sys/class/net/*/carrier` do: see `await_oper_up`.
+    pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
+                _ => None,
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until link `index` is operationally up, at most until `deadline`; false if it is not by then.
+    ///
+    /// A veth end set up before its peer has no carrier, and the kernel swaps its `noop` qdisc (which drops
+    /// every packet) for the real one only in its link-watch work, run later on a workqueue under rtnl; the
+    /// operational state turns UP in the same step (`ip link` shows `qdisc noqueue` all along). The GETLINK
+    /// runs that work right here on kernels that sync link watch there; on older ones the RTM_NEWLINK that
+    /// link watch sends when done arrives on `events`, which must have been opened before the peer went up.
+    pub fn await_oper_up(&mut self, index: u32, events: &mut LinkEvents, deadline: Instant) -> io::Result<bool> {
+        let gone = || io::Error::from_raw_os_error(nix::libc::ENODEV);
+        loop {
+            match self.link_by_index(index)? {
+                Some(link) if link.oper_up => return Ok(true),
+                Some(_) => {}
+                None => return Err(gone()),
+            }
+            // Until a notification says so; lost ones send us back to asking.
+            'read: loop {
+                let Some(batch) = events.next(deadline)? else { return Ok(false) };
+                for event in batch {
+                    match event {
+                        LinkEvent::Changed(link) if link.index == index && link.oper_up => return Ok(true),
+                        LinkEvent::Removed(i) if i == index => return Err(gone()),
+                        LinkEvent::Lost => break 'read,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
         let replies = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
         Ok(replies.iter().filter_map(|r| if let RouteNetlinkMessage::NewLink(l) = r { Some(to_link(l)) } else { None }).collect())
@@ -217,6 +267,11 @@ impl Netlink {
         msg.header.prefix_len = addr.prefix_len();
         msg.header.index = index;
         msg.header.scope = AddressScope::Universe;
+        if addr.addr().is_ipv6() {
+            // Without it an IPv6 address is tentative (unusable as a source) until the kernel's DAD job, a
+            // workqueue job that needs rtnl, has run: also with DAD off, when that job only clears the flag.
+            msg.header.flags = AddressHeaderFlags::Nodad;
+        }
         msg.attributes.push(AddressAttribute::Local(addr.addr()));
         msg.attributes.push(AddressAttribute::Address(addr.addr()));
         self.request(RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL).map(drop)
@@ -319,6 +374,108 @@ fn rule_message(rule: &RuleSpec) -> RuleMessage {
     msg
 }
 
+/// rtnetlink's multicast group of link changes (`RTNLGRP_LINK` in linux/rtnetlink.h).
+const RTNLGRP_LINK: u32 = 1;
+
+/// A subscription to the link notifications of the namespace of the thread that opened it. The kernel queues
+/// only what happens after `open`, so open it before making the change to wait for.
+pub struct LinkEvents {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+/// One link notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// RTM_NEWLINK: the link as it is now.
+    Changed(Link),
+    /// RTM_DELLINK of this ifindex.
+    Removed(u32),
+    /// The socket's queue overflowed (ENOBUFS) and notifications were lost: ask for the state instead.
+    Lost,
+}
+
+impl LinkEvents {
+    pub fn open() -> io::Result<LinkEvents> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(RTNLGRP_LINK)?;
+        socket.set_non_blocking(true)?;
+        Ok(LinkEvents { socket, buf: Vec::with_capacity(1 << 16) })
+    }
+
+    /// The next batch of notifications, or None once `deadline` has passed without one.
+    pub fn next(&mut self, deadline: Instant) -> io::Result<Option<Vec<LinkEvent>>> {
+        self.next_unless(deadline, None)
+    }
+
+    /// `next`, also giving up (None) once `stop` is readable or closed, after what is queued was read.
+    pub fn next_unless(&mut self, deadline: Instant, stop: Option<BorrowedFd<'_>>) -> io::Result<Option<Vec<LinkEvent>>> {
+        let mut stopped = false;
+        loop {
+            self.buf.clear();
+            match self.socket.recv(&mut self.buf, 0) {
+                Ok(n) => return Ok(Some(parse_link_events(&self.buf[..n]))),
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => return Ok(Some(vec![LinkEvent::Lost])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stopped {
+                return Ok(None);
+            }
+            // Rounded up: a timeout of 0 ms would spin on the last fraction of a millisecond.
+            let ms = PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+            let mut fds = vec![PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+            fds.extend(stop.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+            match poll(&mut fds, ms) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // Read once more before giving up: the stop may come with notifications already queued.
+            stopped = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        }
+    }
+
+    /// Waits until the kernel announces that link `index` is gone (RTM_DELLINK, sent once the link is
+    /// unregistered: its addresses and routes are already removed, while the deleting call still waits out
+    /// the teardown's RCU grace periods). False without the event if `stop` becomes readable (the deleting
+    /// side finished or failed) or `timeout` passes.
+    pub fn wait_deleted(&mut self, index: u32, stop: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+        let deadline = Instant::now() + timeout;
+        while let Some(batch) = self.next_unless(deadline, Some(stop))? {
+            if batch.iter().any(|e| matches!(e, LinkEvent::Removed(i) if *i == index)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The link notifications in one read (other messages are skipped).
+fn parse_link_events(mut buf: &[u8]) -> Vec<LinkEvent> {
+    let mut events = Vec::new();
+    while !buf.is_empty() {
+        // A notification this crate cannot decode is one lost, not a failure of whoever waits.
+        let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(buf) else {
+            events.push(LinkEvent::Lost);
+            break;
+        };
+        let len = (msg.header.length as usize + 3) & !3;
+        if len == 0 {
+            events.push(LinkEvent::Lost);
+            break;
+        }
+        match &msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => events.push(LinkEvent::Changed(to_link(l))),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => events.push(LinkEvent::Removed(l.header.index)),
+            _ => {}
+        }
+        buf = buf.get(len..).unwrap_or_default();
+    }
+    events
+}
+
 fn family(ip: IpAddr) -> AddressFamily {
     if ip.is_ipv4() {
         AddressFamily::Inet
@@ -337,6 +494,7 @@ fn to_link(l: &LinkMessage) -> Link {
         kind: None,
         peer_index: None,
         alias: None,
+        oper_up: false,
     };
     for a in &l.attributes {
         match a {
@@ -345,6 +503,7 @@ fn to_link(l: &LinkMessage) -> Link {
             LinkAttribute::Mtu(m) => link.mtu = *m,
             LinkAttribute::Link(i) => link.peer_index = Some(*i),
             LinkAttribute::IfAlias(a) if !a.is_empty() => link.alias = Some(a.clone()),
+            LinkAttribute::OperState(s) => link.oper_up = *s == State::Up,
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {
@@ -385,95 +544,6 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet(v4) => Some((*v4).into()),
         RouteAddress::Inet6(v6) => Some((*v6).into()),
         _ => None,
-    }
-}
-
-/// Link notifications (RTNLGRP_LINK) of the namespace of the thread that opened it. The socket can be read
-/// from any thread.
-pub struct LinkEvents {
-    socket: Socket,
-    buf: Vec<u8>,
-}
-
-const RTNLGRP_LINK: u32 = 1;
-
-impl LinkEvents {
-    pub fn open() -> io::Result<LinkEvents> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.add_membership(RTNLGRP_LINK)?;
-        Ok(LinkEvents { socket, buf: Vec::with_capacity(1 << 16) })
-    }
-
-    /// Waits until the kernel announces that link `index` is gone (RTM_DELLINK, sent once the link is
-    /// unregistered: its addresses and routes are already removed, while the deleting call still waits
-    /// for the teardown's RCU grace periods). Returns false without the event if `stop` becomes readable
-    /// (the deleting side finished or failed) or `timeout` passes. Waits in poll(2): no busy polling.
-    pub fn wait_deleted(&mut self, index: u32, stop: RawFd, timeout: std::time::Duration) -> io::Result<bool> {
-        use std::os::fd::AsRawFd;
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let mut fds = [
-                nix::libc::pollfd { fd: self.socket.as_raw_fd(), events: nix::libc::POLLIN, revents: 0 },
-                nix::libc::pollfd { fd: stop, events: nix::libc::POLLIN, revents: 0 },
-            ];
-            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-            let n = unsafe { nix::libc::poll(fds.as_mut_ptr(), 2, ms) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if fds[0].revents != 0 && self.read_deleted(index)? {
-                return Ok(true);
-            }
-            if fds[1].revents != 0 {
-                // The delete finished: its event, if any, is queued already.
-                return self.read_deleted_nonblocking(index);
-            }
-        }
-    }
-
-    fn read_deleted_nonblocking(&mut self, index: u32) -> io::Result<bool> {
-        self.socket.set_non_blocking(true)?;
-        let r = loop {
-            match self.read_deleted(index) {
-                Ok(true) => break Ok(true),
-                Ok(false) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
-                Err(e) => break Err(e),
-            }
-        };
-        self.socket.set_non_blocking(false)?;
-        r
-    }
-
-    /// Reads one datagram; true if it announces the deletion of `index`.
-    fn read_deleted(&mut self, index: u32) -> io::Result<bool> {
-        self.buf.clear();
-        let n = self.socket.recv(&mut self.buf, 0)?;
-        let mut off = 0;
-        while off < n {
-            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n]) else { break };
-            let len = msg.header.length as usize;
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
-            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = msg.payload {
-                if l.header.index == index {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
     }
 }
 
