@@ -314,6 +314,19 @@ pub trait Store {
     }
 }
 
+/// The CAS rule every store that checks its own preconditions applies (the file store and `MemStore`; etcd
+/// checks them in its transaction's compares): `Create` needs the key absent, `Update` and `Delete` need it
+/// present at exactly their `rev`.
+pub(crate) fn check_precondition(op: &Op, current: Option<Revision>) -> Result<(), StoreError> {
+    let reason = match (op, current) {
+        (Op::Create { .. }, Some(_)) => "already exists",
+        (Op::Update { .. } | Op::Delete { .. }, None) => "does not exist",
+        (Op::Update { rev, .. } | Op::Delete { rev, .. }, Some(cur)) if *rev != cur => "revision changed",
+        _ => return Ok(()),
+    };
+    Err(StoreError::Conflict { key: op.key().path(), reason })
+}
+
 /// A store that can be opened for a locked session. The lock serialises IPAM work on a node (like Calico's
 /// `/var/run/calico/ipam.lock`); for the local store it also makes the store's writes exclusive.
 pub trait Datastore: Send + Sync {
