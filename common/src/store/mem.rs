@@ -1,4 +1,6 @@
-//! In-memory store for unit tests: same CAS semantics as the file store, a mutex as the node lock.
+//! In-memory store for unit tests: same CAS semantics as the file store, a mutex as the node lock. A test
+//! double, so only in test builds: `common`'s own tests and crates that enable its `testing` feature in their
+//! dev-dependencies (see store/mod.rs).
 use super::{check_distinct, check_precondition, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};

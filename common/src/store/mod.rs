@@ -1,8 +1,10 @@
 //! The IPAM record store: whole JSON records under Calico's etcd key layout, changed only by compare-and-swap
 //! on revisions. `Datastore::lock` opens a session that holds the node-wide lock; every read and write goes
-//! through that session. Implementations: `mem` (unit tests), `file` (the local default) and `etcd` (etcd v3).
+//! through that session. Implementations: `file` (the local default), `etcd` (etcd v3) and, in test builds
+//! only, `mem` (unit tests; `cfg(test)` here, the `testing` feature for other crates' tests).
 pub mod etcd;
 pub mod file;
+#[cfg(any(test, feature = "testing"))]
 pub mod mem;
 
 use ipnet::IpNet;
@@ -13,6 +15,7 @@ use std::fmt;
 
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use file::FileStore;
+#[cfg(any(test, feature = "testing"))]
 pub use mem::MemStore;
 
 /// Version of one record; changes on every write. 0 is never a valid revision.
