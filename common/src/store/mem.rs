@@ -1,5 +1,7 @@
-//! In-memory store for unit tests: same CAS semantics as the file store, a mutex as the node lock.
-use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
+//! In-memory store for unit tests: same CAS semantics as the file store, a mutex as the node lock. A test
+//! double, so only in test builds: `common`'s own tests and crates that enable its `testing` feature in their
+//! dev-dependencies (see store/mod.rs).
+use super::{check_distinct, check_precondition, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -90,17 +92,6 @@ impl Store for MemSession<'_> {
         inner.commits += 1;
         Ok(revs)
     }
-}
-
-/// The CAS rule shared by both stores.
-pub(crate) fn check_precondition(op: &Op, current: Option<Revision>) -> Result<(), StoreError> {
-    let reason = match (op, current) {
-        (Op::Create { .. }, Some(_)) => "already exists",
-        (Op::Update { .. } | Op::Delete { .. }, None) => "does not exist",
-        (Op::Update { rev, .. } | Op::Delete { rev, .. }, Some(cur)) if *rev != cur => "revision changed",
-        _ => return Ok(()),
-    };
-    Err(StoreError::Conflict { key: op.key().path(), reason })
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The IPAM record store: whole JSON records under Calico's etcd key layout, changed only by compare-and-swap
 //! on revisions. `Datastore::lock` opens a session that holds the node-wide lock; every read and write goes
-//! through that session. Implementations: `mem` (unit tests), `file` (the local default) and `etcd` (etcd v3).
+//! through that session. Implementations: `file` (the local default), `etcd` (etcd v3) and, in test builds
+//! only, `mem` (unit tests; `cfg(test)` here, the `testing` feature for other crates' tests).
 pub mod etcd;
 pub mod file;
+#[cfg(any(test, feature = "testing"))]
 pub mod mem;
 
 use ipnet::IpNet;
@@ -13,6 +15,7 @@ use std::fmt;
 
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use file::FileStore;
+#[cfg(any(test, feature = "testing"))]
 pub use mem::MemStore;
 
 /// Version of one record; changes on every write. 0 is never a valid revision.
@@ -312,6 +315,19 @@ pub trait Store {
     fn delete(&mut self, key: &Key, rev: Revision) -> Result<(), StoreError> {
         self.commit(&[Op::Delete { key: key.clone(), rev }]).map(|_| ())
     }
+}
+
+/// The CAS rule every store that checks its own preconditions applies (the file store and `MemStore`; etcd
+/// checks them in its transaction's compares): `Create` needs the key absent, `Update` and `Delete` need it
+/// present at exactly their `rev`.
+pub(crate) fn check_precondition(op: &Op, current: Option<Revision>) -> Result<(), StoreError> {
+    let reason = match (op, current) {
+        (Op::Create { .. }, Some(_)) => "already exists",
+        (Op::Update { .. } | Op::Delete { .. }, None) => "does not exist",
+        (Op::Update { rev, .. } | Op::Delete { rev, .. }, Some(cur)) if *rev != cur => "revision changed",
+        _ => return Ok(()),
+    };
+    Err(StoreError::Conflict { key: op.key().path(), reason })
 }
 
 /// A store that can be opened for a locked session. The lock serialises IPAM work on a node (like Calico's

@@ -1,7 +1,13 @@
 //! Tests of the local store: records, names and locking, then the log (torn frames, killed processes,
 //! power loss, checkpoints).
 use super::names::file_name;
+use super::session::{FileRecord, FileSession, Journal, JournalOp, JOURNAL};
+use super::wal::Change;
 use super::*;
+use crate::store::{Json, Key, Kind, Op, Record, Revision};
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 /// `serde_json::json!`, as a record value.
 macro_rules! json {

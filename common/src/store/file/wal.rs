@@ -1,5 +1,5 @@
 //! The local store's write-ahead log (`<dir>/.wal`): the frame format, the hint that keeps session open cheap,
-//! and reading the log back. What a commit, a checkpoint and recovery do with it is in `file.rs`.
+//! and reading the log back. What a commit, a checkpoint and recovery do with it is in `session.rs`.
 //!
 //! The file is created zero-filled (fsynced, renamed into place) and grown in zero-filled steps, so appending
 //! a frame overwrites blocks that already exist: its `fdatasync` flushes data only and does not wait for a

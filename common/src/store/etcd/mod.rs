@@ -3,7 +3,6 @@
 //! commit applies whole or not at all across every node. A session takes a node-local flock (like Calico's
 //! `/var/run/calico/ipam.lock`) to keep runtimes on one node from racing each other; across nodes, the
 //! compare-and-swap does the work.
-#[path = "etcd_client.rs"]
 mod client;
 
 use client::{Client, ClientError, Response};

@@ -1,8 +1,7 @@
-//! The local store: one directory (0700) of JSON record files (0600), one file per key, changed only while
-//! holding an exclusive flock on `<dir>/.lock`. A file is named by its key path, percent-encoded, so no key
-//! can name a path outside the directory; a path too long for a file name is cut and ends in its SHA-256,
-//! and only the record names its whole key (see `names.rs`: any key length works, short keys keep the name
-//! they always had).
+//! A session on the local store (`FileStore::lock`): reads, the changes committed but not yet in the record
+//! files, commits, checkpoints, and recovery when the session opens. It owns the record format
+//! (`FileRecord`), the revisions and the CAS checks; the log's format is in `wal.rs`, file names in
+//! `names.rs`, how a record file is written and made durable in `fsops.rs`.
 //!
 //! Commits go through a write-ahead log (`.wal`, see `wal.rs`). A commit appends one checksummed frame with
 //! the whole new content of every record it changes and `fdatasync`s the log: that is the commit point and
@@ -17,43 +16,28 @@
 //! made durable and applied; after a reboot (the hint names another boot id) or with a damaged hint, every
 //! frame since the last checkpoint is replayed in order (frames hold whole records, so replay is idempotent)
 //! and a fresh log is written. A torn or corrupt frame is a commit that never happened.
-mod names;
-mod wal;
-
-use super::mem::check_precondition;
-use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
+use super::fsops::RecordFiles;
+use super::wal::{self, BootId, Change, Log, State};
+use super::{log_err, names};
+use crate::store::{check_distinct, check_precondition, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use wal::{BootId, Change, Log, State};
+use std::path::Path;
 
-const LOCK_FILE: &str = ".lock";
-/// Scratch files a record is written to before it is swapped into place. After a swap a spare holds the old
-/// record's inode, and a deleted record's inode is parked in a free slot: updates and ADD/DEL churn then
-/// allocate and free no inodes (ext4 without a journal scans past every inode freed in the last minutes on
-/// each allocation, which made creating a temp file cost milliseconds).
-const SPARES: [&str; 2] = [".spare0", ".spare1"];
 /// Multi-record commits of the store format before the log; finished (through the log) if one is found.
-const JOURNAL: &str = ".journal";
-
-pub struct FileStore {
-    dir: PathBuf,
-    sync: bool,
-    boot: Option<BootId>,
-}
+pub(super) const JOURNAL: &str = ".journal";
 
 /// What a record file holds: the key it belongs to (checked on read; for a hashed file name the only place
 /// that names the whole key), its revision and the value (kept as text: the reader decodes it into its own
 /// type).
 #[derive(Serialize, Deserialize)]
-struct FileRecord {
-    key: String,
-    revision: Revision,
-    value: Json,
+pub(super) struct FileRecord {
+    pub(super) key: String,
+    pub(super) revision: Revision,
+    pub(super) value: Json,
 }
 
 /// A `FileRecord` to write, borrowing its parts.
@@ -66,110 +50,29 @@ struct NewRecord<'a> {
 
 /// The pre-log journal format.
 #[derive(Serialize, Deserialize)]
-struct Journal {
-    ops: Vec<JournalOp>,
+pub(super) struct Journal {
+    pub(super) ops: Vec<JournalOp>,
 }
 
 /// One record change: applied only if the record is still at `expect` (None = absent).
 #[derive(Serialize, Deserialize)]
-struct JournalOp {
-    name: String,
-    expect: Option<Revision>,
+pub(super) struct JournalOp {
+    pub(super) name: String,
+    pub(super) expect: Option<Revision>,
     /// The new file content; None deletes the record.
-    content: Option<String>,
+    pub(super) content: Option<String>,
 }
 
-impl FileStore {
-    /// Whether a commit is in the log but not yet in the record files: a process was killed between the two
-    /// (or the store waits for its replay after a reboot). The next session finishes it. Reads only.
-    pub fn has_unapplied_commit(dir: &Path) -> Result<bool, StoreError> {
-        Ok(matches!(Log::open(dir, wal::boot_id()).map_err(log_err)?, Some((_, State::Unapplied(_) | State::Replay(_)))))
-    }
-
-    /// Opens (creating if needed, mode 0700) the store directory. An existing directory with group/other
-    /// access is tightened to 0700, unless it is world-writable (like /tmp), which is refused.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
-        let dir = dir.into();
-        match fs::metadata(&dir) {
-            Ok(meta) if !meta.is_dir() => {
-                return Err(StoreError::Invalid(format!("store path {} is not a directory", dir.display())))
-            }
-            Ok(meta) => {
-                let mode = meta.mode() & 0o7777;
-                if mode & 0o002 != 0 {
-                    return Err(StoreError::Invalid(format!(
-                        "store directory {} is world-writable (mode {mode:o}); use a private directory",
-                        dir.display()
-                    )));
-                }
-                if mode & 0o077 != 0 {
-                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                        .map_err(|e| StoreError::io(dir.display(), e))?;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let existing = dir.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.is_dir());
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| StoreError::io(dir.display(), e))?;
-                // DirBuilder's mode is filtered by the umask; make sure the result is exactly 0700.
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| StoreError::io(dir.display(), e))?;
-                // The new directories' own entries must be durable too, or a power loss could take the whole
-                // store (log included) with it.
-                for parent in dir.ancestors().skip(1) {
-                    let p = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-                    File::open(p).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(p.display(), e))?;
-                    if Some(parent) == existing {
-                        break;
-                    }
-                }
-            }
-            Err(e) => return Err(StoreError::io(dir.display(), e)),
-        }
-        Ok(FileStore { dir, sync: true, boot: wal::boot_id() })
-    }
-
-    /// Turns fsync off (rename still makes each write atomic for other processes, but not durable across a
-    /// power loss). Only for filling stores in benchmarks; the plugin never calls it.
-    pub fn without_fsync(mut self) -> FileStore {
-        self.sync = false;
-        self
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Datastore for FileStore {
-    fn lock(&self) -> Result<Box<dyn Store + '_>, StoreError> {
-        let path = self.dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| StoreError::io(path.display(), e))?;
-        // Blocks until every other session (thread or process) on this directory has finished.
-        lock.lock().map_err(|e| StoreError::io(path.display(), e))?;
-        Ok(Box::new(FileSession::open(&self.dir, self.sync, self.boot, lock)?))
-    }
-}
-
-struct FileSession<'a> {
+/// A session holding the lock on one store directory (opened by `FileStore::lock`).
+pub(super) struct FileSession<'a> {
     dir: &'a Path,
     sync: bool,
     log: Log,
     /// Set when a commit failed after it may have reached the log: what this session would read could be
     /// half applied, so it refuses further work (the next session recovers from the log).
     broken: bool,
-    /// Which `SPARES` exist, as far as this session knows (`None`: not looked yet).
-    spares: Cell<[Option<bool>; 2]>,
+    /// The record files: written by `apply`, made durable by checkpoints and recovery.
+    files: RecordFiles<'a>,
     /// The revision (None: absent) of every record this session has read or written, by key path. Nobody
     /// else writes while the session holds the lock, so a commit checks its preconditions here instead of
     /// reading the records again. (By path, not file name: two keys whose hashed names collide must not
@@ -178,18 +81,19 @@ struct FileSession<'a> {
     /// The last commit's changes while they are durable in the log but not yet in the record files (and its
     /// frame length): applied by the next commit, `list` or the end of the session, so that a caller can
     /// hand out what it committed first. Reads see them here.
-    pending: RefCell<Option<(Vec<Change>, u64)>>,
+    pub(super) pending: RefCell<Option<(Vec<Change>, u64)>>,
     /// Held for the whole session; closing the file releases the flock (also when the process dies).
     _lock: File,
 }
 
-fn log_err((path, e): (PathBuf, std::io::Error)) -> StoreError {
-    StoreError::io(path.display(), e)
-}
-
 impl<'a> FileSession<'a> {
-    /// Brings the record files up to date with the log (see the module doc) and returns the session.
-    fn open(dir: &'a Path, sync: bool, boot: Option<BootId>, lock: File) -> Result<FileSession<'a>, StoreError> {
+    /// Brings the record files up to date with the log (recovery, in the module doc) and returns the session.
+    pub(super) fn open(
+        dir: &'a Path,
+        sync: bool,
+        boot: Option<BootId>,
+        lock: File,
+    ) -> Result<FileSession<'a>, StoreError> {
         let (log, state) = match Log::open(dir, boot).map_err(log_err)? {
             Some(opened) => opened,
             // A new store, or one written before the log existed (all its records were fsynced).
@@ -200,7 +104,7 @@ impl<'a> FileSession<'a> {
             sync,
             log,
             broken: false,
-            spares: Cell::new([None; 2]),
+            files: RecordFiles::new(dir, sync),
             revisions: RefCell::new(HashMap::new()),
             pending: RefCell::new(None),
             _lock: lock,
@@ -213,24 +117,20 @@ impl<'a> FileSession<'a> {
                 if sync {
                     s.log.sync().map_err(|e| s.log_io(e))?;
                 }
-                s.apply(&frame.changes)?;
+                s.files.apply(&frame.changes)?;
                 s.log.applied(frame.len).map_err(|e| s.log_io(e))?;
             }
             State::Replay(frames) => {
                 tracing::warn!(frames = frames.len(), "replaying the store log: first session since a reboot or a damaged log");
                 for f in &frames {
-                    s.apply(&f.changes)?;
+                    s.files.apply(&f.changes)?;
                 }
-                s.sync_records(frames.iter().flat_map(|f| f.changes.iter().map(Change::name)))?;
+                s.files.sync_records(frames.iter().flat_map(|f| f.changes.iter().map(Change::name)))?;
                 s.log = Log::create(dir, boot, s.log.hint.seq, sync).map_err(log_err)?;
             }
         }
         s.finish_journal()?;
         Ok(s)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
     }
 
     fn log_io(&self, e: std::io::Error) -> StoreError {
@@ -248,7 +148,7 @@ impl<'a> FileSession<'a> {
     /// Reads the record file `name`, which must hold `key` (a path), or, with `None` (when listing), a key
     /// whose file name is `name`. Anything else is an error, never another key's record: a file under the
     /// wrong name is damage, and two keys whose hashed names collide (see `names.rs`) meet here.
-    fn read(&self, name: &str, key: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
+    pub(super) fn read(&self, name: &str, key: Option<&str>) -> Result<Option<FileRecord>, StoreError> {
         self.usable()?;
         if let Some((changes, _)) = &*self.pending.borrow() {
             match changes.iter().find(|c| c.name() == name) {
@@ -260,7 +160,7 @@ impl<'a> FileSession<'a> {
                 None => {}
             }
         }
-        let path = self.path(name);
+        let path = self.files.path(name);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -290,7 +190,7 @@ impl<'a> FileSession<'a> {
             }
             _ => format!("record names key {} at revision {}", rec.key, rec.revision),
         };
-        Err(StoreError::Corrupt { path: self.path(name).display().to_string(), reason })
+        Err(StoreError::Corrupt { path: self.files.path(name).display().to_string(), reason })
     }
 
     /// The current revision of the record at key path `key` (file `name`): known if this session read or
@@ -300,114 +200,6 @@ impl<'a> FileSession<'a> {
             return Ok(*rev);
         }
         Ok(self.read(name, Some(key))?.map(|r| r.revision))
-    }
-
-    fn mark_spare(&self, slot: usize, present: bool) {
-        let mut s = self.spares.get();
-        s[slot] = Some(present);
-        self.spares.set(s);
-    }
-
-    /// An existing spare to overwrite, else a new one.
-    fn take_spare(&self) -> Result<(usize, File), StoreError> {
-        for (slot, spare) in SPARES.iter().enumerate() {
-            if self.spares.get()[slot] == Some(false) {
-                continue;
-            }
-            let path = self.path(spare);
-            match OpenOptions::new().write(true).open(&path) {
-                Ok(f) => return Ok((slot, f)),
-                Err(e) if e.kind() == ErrorKind::NotFound => self.mark_spare(slot, false),
-                Err(e) => return Err(StoreError::io(path.display(), e)),
-            }
-        }
-        let path = self.path(SPARES[0]);
-        let f = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&path);
-        Ok((0, f.map_err(|e| StoreError::io(path.display(), e))?))
-    }
-
-    /// Writes a spare and swaps it with the record (or renames it into place for a new record), no fsync:
-    /// the log makes the change durable, a checkpoint the file. Readers see the old or the new file, whole.
-    /// The spare is overwritten in place and cut to length (no `O_TRUNC`) and the record exchanged rather than
-    /// renamed over: truncating to zero or renaming over a file makes ext4 (`auto_da_alloc`) start writing the
-    /// data right there, ~0.2 ms, as much as the commit's fdatasync.
-    fn write(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
-        let (slot, f) = self.take_spare()?;
-        let tmp = self.path(SPARES[slot]);
-        let io = |e| StoreError::io(tmp.display(), e);
-        f.write_all_at(content, 0).and_then(|()| f.set_len(content.len() as u64)).map_err(io)?;
-        drop(f);
-        let dst = self.path(name);
-        let dst_io = |e| StoreError::io(dst.display(), e);
-        if rename2(&tmp, &dst, Rename::Exchange).map_err(dst_io)? == Renamed::Done {
-            self.mark_spare(slot, true); // now holding the old record
-            return Ok(());
-        }
-        fs::rename(&tmp, &dst).map_err(dst_io)?;
-        self.mark_spare(slot, false);
-        Ok(())
-    }
-
-    /// Deletes a record (missing is fine), parking its inode as a spare when a slot is free.
-    fn remove(&self, name: &str) -> Result<(), StoreError> {
-        let path = self.path(name);
-        let io = |e| StoreError::io(path.display(), e);
-        for (slot, spare) in SPARES.iter().enumerate() {
-            if self.spares.get()[slot] == Some(true) {
-                continue;
-            }
-            match rename2(&path, &self.path(spare), Rename::NoReplace).map_err(io)? {
-                Renamed::Done => {
-                    self.mark_spare(slot, true);
-                    return Ok(());
-                }
-                Renamed::NotFound => return Ok(()),
-                Renamed::Exists => self.mark_spare(slot, true),
-                Renamed::Unsupported => break,
-            }
-        }
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
-        }
-    }
-
-    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        for c in changes {
-            match c {
-                Change::Put { name, content } => self.write(name, content)?,
-                Change::Delete { name } => self.remove(name)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes the named record files (those present) and the directory durable. Writeback of a batch is
-    /// started for every file before the first `fdatasync` waits, so the filesystem allocates and commits
-    /// them together instead of one journal commit per file.
-    fn sync_records<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Result<(), StoreError> {
-        if !self.sync {
-            return Ok(());
-        }
-        let names: Vec<&str> = names.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
-        for batch in names.chunks(256) {
-            let mut files = Vec::with_capacity(batch.len());
-            for name in batch {
-                let path = self.path(name);
-                match File::open(&path) {
-                    Ok(f) => {
-                        start_writeback(&f);
-                        files.push((path, f));
-                    }
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::io(path.display(), e)),
-                }
-            }
-            for (path, f) in files {
-                f.sync_data().map_err(|e| StoreError::io(path.display(), e))?;
-            }
-        }
-        File::open(self.dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(self.dir.display(), e))
     }
 
     /// Logs and makes durable one commit's changes; `settle` applies them. Every error leaves the session
@@ -431,7 +223,7 @@ impl<'a> FileSession<'a> {
     fn settle(&mut self) -> Result<(), StoreError> {
         self.usable()?;
         let Some((changes, len)) = self.pending.get_mut().take() else { return Ok(()) };
-        if let Err(e) = self.apply(&changes) {
+        if let Err(e) = self.files.apply(&changes) {
             self.broken = true;
             return Err(e);
         }
@@ -455,14 +247,14 @@ impl<'a> FileSession<'a> {
             let reason = "frames since the last checkpoint do not read back".to_string();
             return Err(StoreError::Corrupt { path: self.log.path().display().to_string(), reason });
         }
-        self.sync_records(frames.iter().flat_map(|f| f.changes.iter().map(Change::name)))?;
+        self.files.sync_records(frames.iter().flat_map(|f| f.changes.iter().map(Change::name)))?;
         self.log.restart().map_err(|e| self.log_io(e))
     }
 
     /// Finishes a multi-record commit that a process of the pre-log store format left behind: the ops whose
     /// records are still at their pre-commit revision are committed through the log.
     fn finish_journal(&mut self) -> Result<(), StoreError> {
-        let path = self.path(JOURNAL);
+        let path = self.files.path(JOURNAL);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -578,7 +370,6 @@ impl Store for FileSession<'_> {
     }
 }
 
-
 impl Drop for FileSession<'_> {
     fn drop(&mut self) {
         if self.pending.get_mut().is_some() {
@@ -587,55 +378,6 @@ impl Drop for FileSession<'_> {
             }
         }
     }
-}
-
-#[derive(Clone, Copy)]
-enum Rename {
-    /// Swap two existing files.
-    Exchange,
-    /// Rename unless the target exists.
-    NoReplace,
-}
-
-#[derive(Debug, PartialEq)]
-enum Renamed {
-    Done,
-    /// A file that must exist does not (for `Exchange`, the caller knows which).
-    NotFound,
-    /// `NoReplace`: the target exists.
-    Exists,
-    /// The filesystem (or libc) cannot: fall back to plain rename / unlink.
-    Unsupported,
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn rename2(from: &Path, to: &Path, how: Rename) -> std::io::Result<Renamed> {
-    use nix::errno::Errno;
-    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-    let flags = match how {
-        Rename::Exchange => RenameFlags::RENAME_EXCHANGE,
-        Rename::NoReplace => RenameFlags::RENAME_NOREPLACE,
-    };
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, flags) {
-        Ok(()) => Ok(Renamed::Done),
-        Err(Errno::ENOENT) => Ok(Renamed::NotFound),
-        Err(Errno::EEXIST) => Ok(Renamed::Exists),
-        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => Ok(Renamed::Unsupported),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn rename2(_from: &Path, _to: &Path, _how: Rename) -> std::io::Result<Renamed> {
-    Ok(Renamed::Unsupported)
-}
-
-/// Asks the kernel to start writing a file's dirty pages without waiting (only a hint: errors are ignored,
-/// the `fdatasync` that follows is what counts).
-fn start_writeback(f: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on a descriptor that `f` keeps open; no memory is passed.
-    unsafe { nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// Revisions are wall-clock nanoseconds, kept strictly increasing per record, so a record deleted and created
@@ -647,6 +389,3 @@ fn next_revision(current: Option<Revision>) -> Revision {
         .unwrap_or(1);
     now.max(current.unwrap_or(0) + 1)
 }
-
-#[cfg(test)]
-mod tests;
