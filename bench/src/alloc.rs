@@ -143,8 +143,7 @@ fn measure(store: &dyn Datastore, fill: Option<&dyn Datastore>, node: &str, leve
     let e = |e: cni_ipam::IpamError| e.to_string();
     let res = PoolResource::ippool("bench", PoolSpec { cidr: "10.0.0.0/8".into(), block_size: Some(26), ..Default::default() });
     let pool = Pool::from_resource(&res).map_err(e)?;
-    apply(&mut *store.lock().map_err(|x| x.to_string())?, &Resources { pools: vec![pool], config: Some(IpamConfig::default()) })
-        .map_err(e)?;
+    apply(&mut *store.lock().map_err(|x| x.to_string())?, &Resources { pools: vec![pool], config: Some(IpamConfig::default()) }).map_err(e)?;
     let filler = fill.unwrap_or(store);
     for i in 0..level {
         let node = format!("fill-{}", i / PER_NODE);

@@ -28,7 +28,10 @@ pub fn run(endpoints: Option<String>, nodes: &[usize], per_node: usize, idle: bo
         Some(_) => None,
         None if testbed::etcd::installed() => Some(Etcd::start(1)),
         None => {
-            eprintln!("cni-bench alloc: {} is not installed (`scripts/deps.sh --bench` installs etcd-server); or give --endpoints", testbed::etcd::ETCD);
+            eprintln!(
+                "cni-bench alloc: {} is not installed (`scripts/deps.sh --bench` installs etcd-server); or give --endpoints",
+                testbed::etcd::ETCD
+            );
             return 1;
         }
     };
@@ -59,8 +62,8 @@ fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize, idle: b
     let admin = EtcdStore::open(&opts).map_err(|e| e.to_string())?;
     // A pool of its own per level, so earlier levels' blocks do not help later ones.
     let name = format!("bench-{}-{level}", std::process::id());
-    let res = PoolResource::ippool(name.as_str(), PoolSpec { cidr: format!("10.{}.0.0/16", 100 + level), block_size: Some(26), ..Default::default() },
-    );
+    let res =
+        PoolResource::ippool(name.as_str(), PoolSpec { cidr: format!("10.{}.0.0/16", 100 + level), block_size: Some(26), ..Default::default() });
     let pool = Pool::from_resource(&res).map_err(|e| e.to_string())?;
     apply(&mut *admin.lock().map_err(|e| e.to_string())?, &Resources { pools: vec![pool], config: None }).map_err(|e| e.to_string())?;
 
@@ -78,8 +81,14 @@ fn measure(endpoints: &str, level: usize, nodes: usize, per_node: usize, idle: b
             let node = format!("bench-{level}-node-{n}");
             for i in 0..per_node {
                 let owner = Owner { handle: format!("bench.{node}.{i}"), attrs: [("node".to_string(), node.clone())].into() };
-                plugin::add_with(&admin, Retry { attempts: 100, deadline: Instant::now() + Duration::from_secs(30), io: true }, &conf_for(&node), &owner, &[])
-                    .map_err(|e| e.to_string())?;
+                plugin::add_with(
+                    &admin,
+                    Retry { attempts: 100, deadline: Instant::now() + Duration::from_secs(30), io: true },
+                    &conf_for(&node),
+                    &owner,
+                    &[],
+                )
+                .map_err(|e| e.to_string())?;
             }
         }
     }

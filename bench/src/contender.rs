@@ -67,7 +67,9 @@ impl Contender {
             Kind::CalicoIpamEtcd => json!({"cniVersion": "1.0.0", "name": "b-calico-etcd", "type": "cni-calico",
                 "ipam": {"type": "cni-ipam", "datastore_type": "etcdv3", "etcd_endpoints": etcd.as_ref().map(Etcd::endpoints_csv),
                          "ipam_lock_file": node.path("ipam.lock"), "nodename": "bench-node", "ipv4_pools": ["bench"]}}),
-            Kind::PtpHostLocal => json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")}),
+            Kind::PtpHostLocal => {
+                json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")})
+            }
             Kind::Floor => Value::Null,
             Kind::ProcessStart => json!({"cniVersion": "1.0.0"}),
         };
@@ -160,11 +162,7 @@ impl Contender {
 
 /// The operator CLI against the contender's store (`store`: its store flags).
 fn ipam_cli(store: &[String], args: &[&str]) {
-    let out = std::process::Command::new(testbed::target_dir().join("cni-ipam"))
-        .args(store)
-        .args(args)
-        .output()
-        .expect("cni-ipam");
+    let out = std::process::Command::new(testbed::target_dir().join("cni-ipam")).args(store).args(args).output().expect("cni-ipam");
     assert!(out.status.success(), "cni-ipam {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -179,7 +177,14 @@ fn node_ns(node: &Node) -> common::netns::NetNs {
 
 fn floor_add(node: &Node, pod: &str, ip: std::net::IpAddr, host_if: &str) -> Duration {
     let pod_ns = common::netns::NetNs::open(std::path::Path::new(&format!("/run/netns/{pod}"))).expect("pod netns");
-    let plan = cni_calico::dataplane::Plan { host_if: host_if.to_string(), ifname: "eth0".into(), owner: "floor".into(), mtu: 1500, ips: vec![ip], allow_ip_forwarding: false };
+    let plan = cni_calico::dataplane::Plan {
+        host_if: host_if.to_string(),
+        ifname: "eth0".into(),
+        owner: "floor".into(),
+        mtu: 1500,
+        ips: vec![ip],
+        allow_ip_forwarding: false,
+    };
     node_ns(node)
         .run(|| {
             let t = Instant::now();

@@ -25,7 +25,8 @@ struct Opts {
 }
 
 fn parse_opts(args: &[String]) -> Opts {
-    let mut o = Opts { pods: 200, levels: vec![0, 1000, 10000], growth_samples: 100, burst: 100, concurrency: vec![1, 4, 16], out: None, only: Vec::new() };
+    let mut o =
+        Opts { pods: 200, levels: vec![0, 1000, 10000], growth_samples: 100, burst: 100, concurrency: vec![1, 4, 16], out: None, only: Vec::new() };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| usage(&format!("{a} needs a value")));
@@ -66,7 +67,11 @@ fn main() {
         if testbed::etcd::installed() {
             kinds.insert(2, Kind::CalicoIpamEtcd);
         } else {
-            let skip = format!("{} left out: {} is not installed (`scripts/deps.sh --bench` installs etcd-server).", contender::label(Kind::CalicoIpamEtcd), testbed::etcd::ETCD);
+            let skip = format!(
+                "{} left out: {} is not installed (`scripts/deps.sh --bench` installs etcd-server).",
+                contender::label(Kind::CalicoIpamEtcd),
+                testbed::etcd::ETCD
+            );
             eprintln!("cni-bench: {skip}");
             report += &format!("{skip}\n\n");
         }
@@ -146,7 +151,19 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
         if con.kind == Kind::ProcessStart {
             let dash = || "-".to_string();
             let ratio = format!("{:.2}x", median(&a) / ref_add);
-            rows.push(vec![con.label.to_string(), format!("{:.2}", median(&a)), format!("{:.2}", pct(&a, 90.0)), format!("{:.2}", pct(&a, 99.0)), ratio, dash(), dash(), dash(), dash(), dash(), proc_cols[1].clone()]);
+            rows.push(vec![
+                con.label.to_string(),
+                format!("{:.2}", median(&a)),
+                format!("{:.2}", pct(&a, 90.0)),
+                format!("{:.2}", pct(&a, 99.0)),
+                ratio,
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                proc_cols[1].clone(),
+            ]);
             continue;
         }
         rows.push(vec![
@@ -163,7 +180,19 @@ fn sequential(kinds: &[Kind], pods: usize) -> String {
             proc_cols[1].clone(),
         ]);
     }
-    let header = ["contender", "ADD p50 ms", "ADD p90", "ADD p99", "ADD vs ptp", "DEL p50 ms", "DEL p90", "DEL p99", "DEL vs ptp", "peak RSS KiB", "CPU ms/ADD"];
+    let header = [
+        "contender",
+        "ADD p50 ms",
+        "ADD p90",
+        "ADD p99",
+        "ADD vs ptp",
+        "DEL p50 ms",
+        "DEL p90",
+        "DEL p99",
+        "DEL vs ptp",
+        "peak RSS KiB",
+        "CPU ms/ADD",
+    ];
     let mut s = format!("## Sequential ADD and DEL ({pods} pods each, contenders interleaved)\n\n");
     s += &table(&header, &rows);
     let floor_rss = true_rss();
@@ -266,7 +295,12 @@ fn burst(kinds: &[Kind], n: usize, concurrency: &[usize]) -> (String, plot::Char
         title: "Burst: wall time until every pod is wired (lower is better)",
         y_label: "ms",
         categories: concurrency.iter().map(|k| format!("{n} pods, {k} concurrent runtimes")).collect(),
-        series: kinds.iter().enumerate().filter(|(_, k)| !k.is_reference()).map(|(c, k)| (contender::label(*k).to_string(), walls[c].clone())).collect(),
+        series: kinds
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_reference())
+            .map(|(c, k)| (contender::label(*k).to_string(), walls[c].clone()))
+            .collect(),
     };
     (format!("## Burst: {n} pods, wall time to all-ready (ratio vs ptp + host-local)\n\n{}\n", table(&h, &rows)), chart)
 }

@@ -53,7 +53,11 @@ impl Chart<'_> {
                 let bh = plot_h * v / max;
                 let x = gx + bar_w * si as f64;
                 let y = top + plot_h - bh;
-                s += &format!("<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"/>\n", bar_w * 0.92, COLORS[si % COLORS.len()]);
+                s += &format!(
+                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"/>\n",
+                    bar_w * 0.92,
+                    COLORS[si % COLORS.len()]
+                );
                 s += &format!("<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{}</text>\n", x + bar_w * 0.46, y - 3.0, fmt(v));
             }
             s += &format!("<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n", gx + group_w * 0.4, top + plot_h + 16.0, esc(cat));

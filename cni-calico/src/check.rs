@@ -15,12 +15,8 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     let Some(idx) = prev.interfaces.iter().position(|i| i.name == ifname && !i.sandbox.is_empty()) else {
         return Err(CniError::internal(format!("prevResult lists no container interface {ifname}")));
     };
-    let host_if = prev
-        .interfaces
-        .iter()
-        .find(|i| i.sandbox.is_empty())
-        .map(|i| i.name.clone())
-        .unwrap_or_else(|| Attachment::from_request(req).host_veth());
+    let host_if =
+        prev.interfaces.iter().find(|i| i.sandbox.is_empty()).map(|i| i.name.clone()).unwrap_or_else(|| Attachment::from_request(req).host_veth());
     let expected = Expected {
         host_if,
         ifname: ifname.to_string(),

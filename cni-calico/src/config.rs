@@ -71,10 +71,7 @@ impl NetConf {
         let found = match text.trim().parse::<u32>() {
             Ok(m) if m == 0 || (68..=65535).contains(&m) => m,
             _ => {
-                return Err(CniError::new(
-                    code::INVALID_CONFIG,
-                    format!("MTU file {}: {:?} is not an MTU (68..65535)", file.display(), text.trim()),
-                ))
+                return Err(CniError::new(code::INVALID_CONFIG, format!("MTU file {}: {:?} is not an MTU (68..65535)", file.display(), text.trim())))
             }
         };
         Ok(if self.mtu != 0 { self.mtu } else { found })

@@ -61,11 +61,7 @@ pub fn setup(container_ns: &NetNs, plan: &Plan) -> Result<Link, Error> {
 /// thread) are then configured at the same time.
 /// `base.ips` is ignored. Returns the container link and the plan as wired. On failure nothing it
 /// created is left behind (what `addresses` took is the caller's to give back).
-pub fn setup_with<W>(
-    container_ns: &NetNs,
-    base: &Plan,
-    allocate: impl FnOnce() -> Result<W, CniError>,
-) -> Result<(Link, Plan), Error>
+pub fn setup_with<W>(container_ns: &NetNs, base: &Plan, allocate: impl FnOnce() -> Result<W, CniError>) -> Result<(Link, Plan), Error>
 where
     W: FnOnce() -> Result<Vec<IpAddr>, CniError>,
 {
@@ -143,7 +139,9 @@ fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Er
                 tracing::info!(link = %plan.host_if, "deleting stale host link");
                 // An old sandbox's netns being torn down takes its veth with it meanwhile: gone is fine.
                 match host.del_link(stale.index) {
-                    Err(e) if !common::netlink::is_not_found(&e) => return Err(Error::Kernel { what: format!("deleting stale link {}", plan.host_if), source: e }),
+                    Err(e) if !common::netlink::is_not_found(&e) => {
+                        return Err(Error::Kernel { what: format!("deleting stale link {}", plan.host_if), source: e })
+                    }
                     _ => {}
                 }
             }
@@ -311,7 +309,9 @@ fn ensure_route_is_ours(host: &mut Netlink, route: &RouteSpec, host_if: &str) ->
         return Ok(());
     }
     let other = match existing.oif {
-        Some(idx) => host.links().ok().and_then(|ls| ls.into_iter().find(|l| l.index == idx)).map(|l| l.name).unwrap_or_else(|| format!("ifindex {idx}")),
+        Some(idx) => {
+            host.links().ok().and_then(|ls| ls.into_iter().find(|l| l.index == idx)).map(|l| l.name).unwrap_or_else(|| format!("ifindex {idx}"))
+        }
         None => "a route without interface".into(),
     };
     Err(Error::RouteConflict { dst: route.dst.to_string(), ours: host_if.into(), other })
@@ -416,7 +416,14 @@ pub struct Expected {
 
 /// Verifies the wiring; the error names the first missing piece.
 pub fn verify(container_ns: &NetNs, exp: &Expected) -> Result<(), Error> {
-    let plan = Plan { host_if: exp.host_if.clone(), ifname: exp.ifname.clone(), owner: exp.owner.clone(), mtu: 0, ips: exp.ips.clone(), allow_ip_forwarding: false };
+    let plan = Plan {
+        host_if: exp.host_if.clone(),
+        ifname: exp.ifname.clone(),
+        owner: exp.owner.clone(),
+        mtu: 0,
+        ips: exp.ips.clone(),
+        allow_ip_forwarding: false,
+    };
     container_ns.run(|| verify_container(&plan, exp)).ctx(|| "entering container namespace".into())??;
     verify_host(&plan)
 }

@@ -46,7 +46,10 @@ fn calico_then_tuning_then_portmap() {
     let fin = prev.expect("final result");
     assert_eq!(fin["ips"][0]["address"], "10.101.0.2/32");
     assert_eq!(node.sysctl(&pod, "net.ipv4.conf.eth0.arp_ignore"), "1", "tuning ran in the pod");
-    let nat = String::from_utf8_lossy(&std::process::Command::new("ip").args(["netns", "exec", &node.name, "iptables", "-t", "nat", "-S"]).output().unwrap().stdout).into_owned();
+    let nat = String::from_utf8_lossy(
+        &std::process::Command::new("ip").args(["netns", "exec", &node.name, "iptables", "-t", "nat", "-S"]).output().unwrap().stdout,
+    )
+    .into_owned();
     assert!(nat.contains("--dport 18080") && nat.contains("10.101.0.2:80"), "portmap DNAT for our address: {nat}");
 
     // Debian's portmap 1.1.1 fails its own CHECK on a v4-only result (it looks for its IPv6 chain), so it is left out.
@@ -56,7 +59,10 @@ fn calico_then_tuning_then_portmap() {
     for (i, plugin) in ["cni-calico", "tuning", "portmap"].iter().enumerate().rev() {
         node.run(plugin, "DEL", cid, Some(&pod), "eth0", &[], &plugin_conf(&list, i, Some(&fin))).ok();
     }
-    let nat = String::from_utf8_lossy(&std::process::Command::new("ip").args(["netns", "exec", &node.name, "iptables", "-t", "nat", "-S"]).output().unwrap().stdout).into_owned();
+    let nat = String::from_utf8_lossy(
+        &std::process::Command::new("ip").args(["netns", "exec", &node.name, "iptables", "-t", "nat", "-S"]).output().unwrap().stdout,
+    )
+    .into_owned();
     assert!(!nat.contains("18080"), "portmap rules left: {nat}");
     assert!(!try_ip(&["-n", &pod, "link", "show", "eth0"]));
     assert_eq!(node.ip_in(&node.name, &["-o", "link"]).lines().count(), 2);

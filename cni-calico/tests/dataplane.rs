@@ -222,7 +222,8 @@ fn failed_add_undoes_veth_and_allocation() {
     let out = node.run("cni-calico", "ADD", "taken", Some(&pod), "eth0", &[], &conf).err(999);
     assert!(out.json["msg"].as_str().unwrap().contains("eth0 already exists"), "{}", out.stdout);
     // The interface there is not this container's (no mark of it), so what the ADD took goes back at once.
-    let allocated = || std::fs::read_dir(node.path("ipam/crs-test")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("10.97.")).count();
+    let allocated =
+        || std::fs::read_dir(node.path("ipam/crs-test")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("10.97.")).count();
     assert_eq!(allocated(), 0, "allocation of the failed ADD left behind");
     node.run("cni-calico", "DEL", "taken", Some(&pod), "eth0", &[], &conf).ok();
     assert_eq!(allocated(), 0, "allocation left behind after DEL");
@@ -299,7 +300,9 @@ fn bad_input_gets_cni_errors_not_panics() {
     // No container ID is a missing variable like any other (code 4), not "container unknown" (code 3).
     let out = node.run_raw("cni-calico", &[("CNI_COMMAND", "ADD")], &[], good.to_string().as_bytes()).err(4);
     assert!(out.json["msg"].as_str().unwrap().contains("CNI_CONTAINERID"), "{}", out.stdout);
-    let out = node.run_raw("cni-calico", &[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", ""), ("CNI_IFNAME", "eth0")], &[], good.to_string().as_bytes()).err(4);
+    let out = node
+        .run_raw("cni-calico", &[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", ""), ("CNI_IFNAME", "eth0")], &[], good.to_string().as_bytes())
+        .err(4);
     assert!(out.json["msg"].as_str().unwrap().contains("CNI_CONTAINERID"), "{}", out.stdout);
     // IPAM errors come back as the IPAM plugin's error (host-local: bad subnet).
     let mut bad_subnet = good.clone();
@@ -310,7 +313,13 @@ fn bad_input_gets_cni_errors_not_panics() {
     assert!(!try_ip(&["-n", &node.name, "link", "show", "calibad1"]));
     // The plugin's own netns as CNI_NETNS is refused (code 8).
     let own = format!("/run/netns/{}", node.name);
-    node.run_raw("cni-calico", &[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "own"), ("CNI_NETNS", &own), ("CNI_IFNAME", "eth0")], &[], good.to_string().as_bytes()).err(8);
+    node.run_raw(
+        "cni-calico",
+        &[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "own"), ("CNI_NETNS", &own), ("CNI_IFNAME", "eth0")],
+        &[],
+        good.to_string().as_bytes(),
+    )
+    .err(8);
     // Nothing was left on the node.
     assert_eq!(node.ip_in(&node.name, &["-o", "link"]).lines().count(), 2);
 }

@@ -32,9 +32,7 @@ fn reported_active(events: &mut LinkEvents, ifname: &str) -> bool {
 /// Sends one UDP datagram from the pod to the node (its first packet: an ARP for the gateway goes out first).
 fn send_from(pod: &str, to: &str) {
     let ns = NetNs::open(Path::new(&format!("/run/netns/{pod}"))).expect("open netns");
-    ns.run(|| std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"first", to)))
-        .expect("enter pod netns")
-        .expect("sending from the pod");
+    ns.run(|| std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"first", to))).expect("enter pod netns").expect("sending from the pod");
 }
 
 /// Packets the interface dropped on transmit (the `noop` qdisc of a link not yet activated counts there).
@@ -79,7 +77,12 @@ fn both_veth_ends_are_active_when_add_returns_under_concurrent_adds() {
     const RUNTIMES: usize = 8;
     let mut node = Node::new("act");
     let store = node.path("store");
-    let out = Command::new(target_dir().join("cni-ipam")).arg("--store").arg(&store).args(["pool", "add", "--name", "act", "--cidr", "10.123.0.0/16", "--block-size", "26"]).output().expect("cni-ipam");
+    let out = Command::new(target_dir().join("cni-ipam"))
+        .arg("--store")
+        .arg(&store)
+        .args(["pool", "add", "--name", "act", "--cidr", "10.123.0.0/16", "--block-size", "26"])
+        .output()
+        .expect("cni-ipam");
     assert!(out.status.success(), "pool add: {}", String::from_utf8_lossy(&out.stderr));
     let conf = json!({"cniVersion": "1.0.0", "name": "crs-act", "type": "cni-calico",
         "ipam": {"type": "cni-ipam", "nodename": "node-a", "local_store_dir": store, "ipv4_pools": ["act"]}});
@@ -114,7 +117,9 @@ fn both_veth_ends_are_active_when_add_returns_under_concurrent_adds() {
                     let (container, host) = (reported_active(&mut pod_events, "eth0"), reported_active(&mut node_events, &host_if));
                     let dropped = tx_dropped(&pods[i], "eth0");
                     if !container || !host || dropped != 0 {
-                        late.lock().unwrap().push(format!("pod {i}: eth0 active {container}, {host_if} active {host}, eth0 dropped {dropped} on transmit"));
+                        late.lock()
+                            .unwrap()
+                            .push(format!("pod {i}: eth0 active {container}, {host_if} active {host}, eth0 dropped {dropped} on transmit"));
                     }
                     results.lock().unwrap()[i] = res;
                 })

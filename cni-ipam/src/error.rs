@@ -77,10 +77,9 @@ impl IpamError {
     pub fn code(&self) -> u32 {
         use ipam_code::*;
         match self {
-            IpamError::Config(_)
-            | IpamError::DatastoreNotSupported(_)
-            | IpamError::InvalidPool { .. }
-            | IpamError::InvalidIpamConfig(_) => code::INVALID_CONFIG,
+            IpamError::Config(_) | IpamError::DatastoreNotSupported(_) | IpamError::InvalidPool { .. } | IpamError::InvalidIpamConfig(_) => {
+                code::INVALID_CONFIG
+            }
             IpamError::Args(_) => code::INVALID_ENV,
             IpamError::PoolNotFound(_) | IpamError::PoolDisabled(_) | IpamError::NoPools { .. } => NO_POOL,
             IpamError::NoPoolForNode { .. } => NO_POOL,

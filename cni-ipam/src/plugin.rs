@@ -2,8 +2,8 @@
 //! the whole operation and calls the allocator. `add`/`del`/`gc` below are store-generic for the unit tests.
 use crate::backend::{Backend, Retry};
 use crate::error::IpamError;
-use crate::ipam::config::{requested_ips, IpamConf, StoreConf};
 use crate::ipam::allocator::EndpointWrite;
+use crate::ipam::config::{requested_ips, IpamConf, StoreConf};
 use crate::ipam::endpoint::{endpoint_key, WorkloadEndpoint};
 use crate::ipam::records::encode;
 use crate::ipam::{Assignment, Ipam, Now, Owner, Pool};
@@ -282,7 +282,8 @@ fn add_once(
             pools.push((true, ipam.select_pools(true, &conf.ipv6_pools, node)?));
         }
     }
-    let steps: Vec<Step> = requested.iter().map(|ip| Step::Exactly(*ip)).chain(pools.iter().map(|(v6, p)| Step::Auto { v6: *v6, pools: p })).collect();
+    let steps: Vec<Step> =
+        requested.iter().map(|ip| Step::Exactly(*ip)).chain(pools.iter().map(|(v6, p)| Step::Auto { v6: *v6, pools: p })).collect();
     let mut got: Vec<Assignment> = Vec::new();
     let mut failure = None;
     for (i, step) in steps.iter().enumerate() {

@@ -67,9 +67,7 @@ fn bad_operator_input_is_rejected_without_touching_the_store() {
     let store = tmp.path().join("store");
     load(&store, tmp.path(), vec![pool("good-pool", "10.81.0.0/24", 28)]);
     let before = snapshot(&store);
-    let spec = |name: &str, spec: serde_json::Value| {
-        json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name}, "spec": spec})
-    };
+    let spec = |name: &str, spec: serde_json::Value| json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name}, "spec": spec});
     let files = vec![
         ("blockSize too small", spec("p", json!({"cidr": "10.90.0.0/16", "blockSize": 19})), "blockSize 19"),
         ("blockSize too large v6", spec("p", json!({"cidr": "fd00::/48", "blockSize": 129})), "blockSize 129"),

@@ -67,8 +67,10 @@ fn simulated_nodes_share_one_store() {
         load(&store, tmp.path(), vec![pool("small", "10.70.0.0/26", 29), ipam_config(strict, 0)]);
         let wants = [30usize, 10, 10, 10];
         // One ADD per node first, so every node owns a block however the concurrent part is scheduled.
-        let mut results: Vec<_> =
-            (0..wants.len()).map(|n| Net::new(&store, &format!("node-{n}")).run("ADD", &format!("n{n}-c0"), "")).map(|(rc, out, _)| (rc, out)).collect();
+        let mut results: Vec<_> = (0..wants.len())
+            .map(|n| Net::new(&store, &format!("node-{n}")).run("ADD", &format!("n{n}-c0"), ""))
+            .map(|(rc, out, _)| (rc, out))
+            .collect();
         let threads: Vec<_> = wants
             .iter()
             .enumerate()

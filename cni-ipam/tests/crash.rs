@@ -80,7 +80,9 @@ fn store_survives_sigkill_at_random_moments() {
             live.remove(&cid);
         }
     }
-    eprintln!("{killed} processes killed mid-operation ({interrupted_commits} between a commit's log write and its record files), {finished} completed");
+    eprintln!(
+        "{killed} processes killed mid-operation ({interrupted_commits} between a commit's log write and its record files), {finished} completed"
+    );
     assert!(killed > 0, "no kill landed inside an operation");
 
     let report = assert_consistent(&store);

@@ -138,10 +138,8 @@ fn silent_or_missing_etcd_is_code_11_within_the_timeout() {
         drop(conn);
     });
     let mut net = Net::new(tmp.path(), "n1");
-    for (endpoints, what) in [
-        (format!("unix://{}/missing.sock", tmp.path().display()), "missing"),
-        (format!("unix://{}", sock.display()), "silent"),
-    ] {
+    for (endpoints, what) in [(format!("unix://{}/missing.sock", tmp.path().display()), "missing"), (format!("unix://{}", sock.display()), "silent")]
+    {
         net.ipam_extra = json!({"datastore_type": "etcdv3", "etcd_endpoints": endpoints, "etcd_timeout": 1,
                                 "ipam_lock_file": tmp.path().join("ipam.lock")});
         let t = Instant::now();

@@ -62,7 +62,8 @@ fn operator_flow(store: &[String], net_for: &dyn Fn(&str) -> Net, tmp: &std::pat
     let ids = tmp.join("valid-ids");
     std::fs::write(&ids, (0..50).map(|i| format!("a{i}\n")).collect::<String>()).expect("write ids");
     let report_file = tmp.join("report.json");
-    let (rc, out, err) = cli(store, &["check", "--node", "node-a", "--valid-ids", ids.to_str().unwrap_or_default(), "-o", report_file.to_str().unwrap_or_default()]);
+    let (rc, out, err) =
+        cli(store, &["check", "--node", "node-a", "--valid-ids", ids.to_str().unwrap_or_default(), "-o", report_file.to_str().unwrap_or_default()]);
     assert_eq!(rc, 1, "leaks are problems: {out} {err}");
     assert!(out.contains("Found 50 leaked allocations on node node-a"), "{out}");
     assert!(out.contains("Check complete; found 50 problems."), "{out}");
@@ -125,8 +126,12 @@ fn operator_commands_on_etcd() {
     operator_flow(&store, &net_for, tmp.path());
     // --config reads the store from a network config file, as the plugin would.
     let conf = tmp.path().join("net.conflist");
-    std::fs::write(&conf, json!({"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "cni-calico",
-        "datastore_type": "etcdv3", "etcd_endpoints": eps, "ipam": {"type": "cni-ipam", "nodename": "n"}}]}).to_string())
+    std::fs::write(
+        &conf,
+        json!({"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "cni-calico",
+        "datastore_type": "etcdv3", "etcd_endpoints": eps, "ipam": {"type": "cni-ipam", "nodename": "n"}}]})
+        .to_string(),
+    )
     .expect("write conf");
     let out = ok(&["--config".to_string(), conf.display().to_string()], &["show"]);
     assert!(out.contains("192.168.0.0/16"), "{out}");

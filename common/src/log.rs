@@ -16,11 +16,7 @@ pub fn init(path: Option<&Path>, level: Option<&str>) {
     }
     match std::fs::OpenOptions::new().create(true).append(true).open(path) {
         Ok(file) => {
-            let _ = tracing_subscriber::fmt()
-                .with_writer(std::sync::Mutex::new(file))
-                .with_max_level(level)
-                .with_ansi(false)
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_max_level(level).with_ansi(false).try_init();
         }
         Err(e) => eprintln!("cannot open log file {}: {e}", path.display()),
     }

@@ -121,8 +121,7 @@ impl Bed {
     /// is garbage. ctr never sends one; this is what a 1.1 runtime would do after losing DELs.
     pub fn gc(&self, valid: &[(&str, &str)]) -> Outcome {
         let mut conf = self.plugin_conf("1.1.0");
-        conf["cni.dev/valid-attachments"] =
-            Value::Array(valid.iter().map(|(cid, ifname)| json!({ "containerID": cid, "ifname": ifname })).collect());
+        conf["cni.dev/valid-attachments"] = Value::Array(valid.iter().map(|(cid, ifname)| json!({ "containerID": cid, "ifname": ifname })).collect());
         self.node.run_raw("cni-calico", &[("CNI_COMMAND", "GC")], &[], conf.to_string().as_bytes())
     }
 

@@ -15,12 +15,8 @@ impl Daemon {
     /// Starts `cmd` with stdout and stderr going to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Daemon {
         let f = std::fs::File::create(&log).expect("daemon log");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup log"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let child =
+            cmd.stdin(Stdio::null()).stdout(f.try_clone().expect("dup log")).stderr(f).spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Daemon { name: name.to_string(), child, log }
     }
 

@@ -199,7 +199,8 @@ fn podman_publishes_a_port_through_chained_portmap() {
 
     pm.run_detached("httpd", &["--network", NET, "-p", "18080:8080", IMAGE, "httpd", "-f", "-p", "8080", "-h", "/etc"]).ok();
     let calls = bed.rec.calls();
-    let pmap = calls.iter().find(|c| c.plugin == "portmap" && c.command == "ADD").unwrap_or_else(|| panic!("portmap not called:\n{}", bed.rec.transcript()));
+    let pmap =
+        calls.iter().find(|c| c.plugin == "portmap" && c.command == "ADD").unwrap_or_else(|| panic!("portmap not called:\n{}", bed.rec.transcript()));
     assert_eq!(pmap.rc, 0, "portmap ADD: {:?}", pmap.stdout);
     assert_eq!(pmap.stdin["runtimeConfig"]["portMappings"][0]["hostPort"], 18080, "{}", pmap.stdin);
     let ours = calls.iter().find(|c| c.plugin == "cni-calico" && c.command == "ADD").expect("our ADD");
@@ -244,7 +245,24 @@ fn podman_static_ip_is_honoured() {
     let bed = pm.bed;
     pm.podman(&["load", "--input", &image.join("bb-docker.tar").to_string_lossy()]).ok();
 
-    let out = pm.podman(&["run", "--rm", "--cgroup-parent", &pm.cgroup, "--network", NET, "--ip", "10.249.3.77", IMAGE, "ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+    let out = pm.podman(&[
+        "run",
+        "--rm",
+        "--cgroup-parent",
+        &pm.cgroup,
+        "--network",
+        NET,
+        "--ip",
+        "10.249.3.77",
+        IMAGE,
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        "eth0",
+    ]);
     let text = format!("{}{}", out.stdout, out.stderr);
     let calls = bed.rec.calls();
     let add = calls.iter().find(|c| c.plugin == "cni-calico" && c.command == "ADD").unwrap_or_else(|| panic!("no ADD: {text}"));
@@ -259,7 +277,8 @@ fn podman_static_ip_is_honoured() {
 /// `IP=` but the `ips` capability (`runtimeConfig.ips`); cni-ipam assigns exactly those, as it does `IP=`.
 #[test]
 fn podman_static_ips_through_the_ips_capability_are_honoured() {
-    if !testbed::root_or_skip("podman_static_ips") || !e2e::have_tools("podman_static_ips", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+    if !testbed::root_or_skip("podman_static_ips") || !e2e::have_tools("podman_static_ips", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"])
+    {
         return;
     }
     let _one_at_a_time = e2e::exclusive();
@@ -282,7 +301,10 @@ fn podman_static_ips_through_the_ips_capability_are_honoured() {
     assert!(!add.args.contains("IP="), "{}", add.line());
     assert_eq!(add.stdout["ips"][0]["address"], "10.252.3.77/32", "{:?}", add.stdout);
     assert_eq!(add.stdout["ips"][1]["address"], "fd00:10:252::3:77/128", "{:?}", add.stdout);
-    assert!(text.contains("inet 10.252.3.77/32") && text.contains("inet6 fd00:10:252::3:77/128"), "container did not get the static addresses: {text}");
+    assert!(
+        text.contains("inet 10.252.3.77/32") && text.contains("inet6 fd00:10:252::3:77/128"),
+        "container did not get the static addresses: {text}"
+    );
     bed.ipam.assert_in_use(0);
 }
 
@@ -290,7 +312,9 @@ fn podman_static_ips_through_the_ips_capability_are_honoured() {
 /// address must go back to the pool.
 #[test]
 fn podman_failed_start_releases_the_address() {
-    if !testbed::root_or_skip("podman_failed_start") || !e2e::have_tools("podman_failed_start", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+    if !testbed::root_or_skip("podman_failed_start")
+        || !e2e::have_tools("podman_failed_start", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"])
+    {
         return;
     }
     let _one_at_a_time = e2e::exclusive();
@@ -315,7 +339,8 @@ fn podman_failed_start_releases_the_address() {
 /// addresses, and concurrent removals give them all back.
 #[test]
 fn podman_concurrent_runs_get_distinct_addresses() {
-    if !testbed::root_or_skip("podman_concurrent") || !e2e::have_tools("podman_concurrent", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"]) {
+    if !testbed::root_or_skip("podman_concurrent") || !e2e::have_tools("podman_concurrent", &["podman", "conmon", "runc", "nsenter", "unshare", "jq"])
+    {
         return;
     }
     let _one_at_a_time = e2e::exclusive();

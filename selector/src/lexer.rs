@@ -244,7 +244,10 @@ mod tests {
         assert_eq!(toks(r#"a=="b""#), [label("a"), Tok::Eq, string("b"), Tok::Eof]);
         assert_eq!(toks(r#"(a!='b')"#), [Tok::LParen, label("a"), Tok::Ne, string("b"), Tok::RParen, Tok::Eof]);
         assert_eq!(toks("!!has(a)"), [Tok::Not, Tok::Not, Tok::Has("a".into()), Tok::Eof]);
-        assert_eq!(toks("a in{'x','y',}"), [label("a"), Tok::In, Tok::LBrace, string("x"), Tok::Comma, string("y"), Tok::Comma, Tok::RBrace, Tok::Eof]);
+        assert_eq!(
+            toks("a in{'x','y',}"),
+            [label("a"), Tok::In, Tok::LBrace, string("x"), Tok::Comma, string("y"), Tok::Comma, Tok::RBrace, Tok::Eof]
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 const LABELS: &[&str] = &["a", "b", "zone", "projectcalico.org/zone", "in", "has", "all", "not", "contains", "x-1_y.z/w"];
 const VALUES: &[&str] = &["", "x", "xy", "yx", "a b", "it's", "say \"hi\"", "é", "&&", ")", "\n", "\t", "{,}"];
 const FRAGMENTS: &[&str] = &[
-    "(", ")", "{", "}", ",", "\"", "'", "=", "==", "!", "!=", "&", "&&", "|", "||", " ", "\t", "\n", "has(", "all(",
-    "global(", "in", "not", "notin", "contains", "starts", "with", "ends", "a", "b.c/d", "-", "é", "\u{0}", "%", "x",
+    "(", ")", "{", "}", ",", "\"", "'", "=", "==", "!", "!=", "&", "&&", "|", "||", " ", "\t", "\n", "has(", "all(", "global(", "in", "not", "notin",
+    "contains", "starts", "with", "ends", "a", "b.c/d", "-", "é", "\u{0}", "%", "x",
 ];
 
 struct Rng(u64);
@@ -37,9 +37,10 @@ impl Rng {
 /// Fixed seeds so a plain `cargo test` is reproducible, plus one from the clock (or `SELECTOR_SEED`) so repeated
 /// runs explore further.
 fn seeds() -> Vec<u64> {
-    let extra = std::env::var("SELECTOR_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
-    });
+    let extra = std::env::var("SELECTOR_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7));
     eprintln!("extra seed {extra} (replay with SELECTOR_SEED={extra})");
     vec![1, 2, 3, extra]
 }

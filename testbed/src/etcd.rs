@@ -5,8 +5,8 @@
 //! process that started them (parent-death signal), and with `crate::clean_up_on_panic` on a panic that aborts.
 use common::store::etcd::TlsFiles;
 use common::store::{EtcdOptions, EtcdStore, Key};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,10 @@ impl Certs {
         a.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=calico-rs test CA"]);
         run(&a);
         // The server certificate also needs clientAuth: etcd's JSON gateway dials its own gRPC port with it.
-        for (who, ext) in [("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"), ("client", "extendedKeyUsage=clientAuth\n")] {
+        for (who, ext) in [
+            ("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
             std::fs::write(dir.join(format!("{who}.ext")), ext).expect("write ext");
             let mut a = vec!["req"];
             a.extend(ec);
@@ -67,7 +70,23 @@ impl Certs {
                 (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"), format!("/CN={who}"));
             a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
             run(&a);
-            run(&["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &extf]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
+            ]);
         }
         Certs {
             ca: dir.join("ca.crt"),

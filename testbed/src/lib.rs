@@ -4,11 +4,11 @@
 pub mod etcd;
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -73,9 +73,8 @@ pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CRS_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let base =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
     base.join(std::env::var("CRS_PROFILE").unwrap_or_else(|_| "debug".into()))
 }
 
@@ -153,7 +152,12 @@ impl Node {
     #[allow(clippy::too_many_arguments)] // the CNI parameters, one by one, as a runtime passes them
     pub fn run(&self, plugin: &str, cmd: &str, cid: &str, pod: Option<&str>, ifname: &str, extra_env: &[(&str, &str)], stdin: &Value) -> Outcome {
         let netns = pod.map(|p| format!("/run/netns/{p}")).unwrap_or_default();
-        self.run_raw(plugin, &[("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", &netns), ("CNI_IFNAME", ifname)], extra_env, stdin.to_string().as_bytes())
+        self.run_raw(
+            plugin,
+            &[("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", &netns), ("CNI_IFNAME", ifname)],
+            extra_env,
+            stdin.to_string().as_bytes(),
+        )
     }
 
     pub fn run_raw(&self, plugin: &str, env: &[(&str, &str)], extra_env: &[(&str, &str)], stdin: &[u8]) -> Outcome {

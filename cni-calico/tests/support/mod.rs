@@ -1,7 +1,7 @@
 //! cni-calico test helpers over the shared namespace bed (crate `testbed`).
 #![allow(dead_code)]
-pub use testbed::*;
 use serde_json::Value;
+pub use testbed::*;
 
 /// A network config for cni-calico with Debian's host-local as IPAM.
 pub fn host_local_conf(node: &Node, version: &str, ranges: Value) -> Value {

@@ -104,7 +104,8 @@ pub(crate) fn check(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError
     });
     let mut report = report;
     if let Some(l) = &links {
-        report["links"] = json!({"mismatched": l.mismatched, "recordsWithoutInterface": l.without_interface, "interfacesWithoutRecord": l.without_record});
+        report["links"] =
+            json!({"mismatched": l.mismatched, "recordsWithoutInterface": l.without_interface, "interfacesWithoutRecord": l.without_record});
     }
     match args.get("-o") {
         Some("json") => {
@@ -174,7 +175,8 @@ fn link_report(endpoints: &BTreeMap<Key, WorkloadEndpoint>, node: Option<&str>) 
             None => r.without_interface.push(key.to_string()),
             Some(l) => {
                 if let Some(alias) = l.alias.as_ref().filter(|a| **a != ep.spec.container_id) {
-                    r.mismatched.push(format!("interface {} is marked as container {alias}'s, its record {key} says {}", l.name, ep.spec.container_id));
+                    r.mismatched
+                        .push(format!("interface {} is marked as container {alias}'s, its record {key} says {}", l.name, ep.spec.container_id));
                 }
             }
         }
@@ -194,7 +196,8 @@ pub(crate) fn release(store: &dyn Datastore, args: &Args) -> Result<i32, IpamErr
         let mut ips = Vec::new();
         for a in r["allocations"].as_object().map(|m| m.values().collect::<Vec<_>>()).unwrap_or_default() {
             if a["inUse"] == Value::Bool(false) {
-                let ip: IpAddr = a["ip"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| IpamError::Config(format!("{file}: bad allocation {a}")))?;
+                let ip: IpAddr =
+                    a["ip"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| IpamError::Config(format!("{file}: bad allocation {a}")))?;
                 ips.push((ip, a["sequenceNumber"].as_u64()));
             }
         }
@@ -205,7 +208,10 @@ pub(crate) fn release(store: &dyn Datastore, args: &Args) -> Result<i32, IpamErr
         if ips.is_empty() {
             return Err(IpamError::Config("release needs --ip IP (repeatable) or --from-report FILE".into()));
         }
-        let ips = ips.iter().map(|s| s.parse::<IpAddr>().map(|ip| (ip, None)).map_err(|_| IpamError::Config(format!("--ip {s:?} is not an IP address")))).collect::<Result<_, _>>()?;
+        let ips = ips
+            .iter()
+            .map(|s| s.parse::<IpAddr>().map(|ip| (ip, None)).map_err(|_| IpamError::Config(format!("--ip {s:?} is not an IP address"))))
+            .collect::<Result<_, _>>()?;
         (ips, Vec::new())
     };
     let mut session = store.lock()?;

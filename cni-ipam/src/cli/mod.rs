@@ -87,9 +87,7 @@ impl Args {
         self.flags.contains_key(k)
     }
     fn bool(&self, k: &str) -> Result<Option<bool>, IpamError> {
-        self.get(k)
-            .map(|v| v.parse::<bool>().map_err(|_| IpamError::Config(format!("{k} must be true or false, got {v:?}"))))
-            .transpose()
+        self.get(k).map(|v| v.parse::<bool>().map_err(|_| IpamError::Config(format!("{k} must be true or false, got {v:?}")))).transpose()
     }
     /// `-o json`.
     pub(crate) fn json(&self) -> bool {
@@ -141,11 +139,14 @@ pub fn run(argv: &[String]) -> i32 {
 fn open(args: &Args) -> Result<Backend, IpamError> {
     if let Some(file) = args.get("--config") {
         let text = std::fs::read_to_string(file).map_err(|e| IpamError::Config(format!("reading {file}: {e}")))?;
-        let mut v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| IpamError::Config(format!("{file} is not JSON: {e}")))?;
+        let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| IpamError::Config(format!("{file} is not JSON: {e}")))?;
         // A conflist: the first plugin with an ipam section, with the list's name and version.
         if let Some(plugins) = v.get("plugins").and_then(|p| p.as_array()) {
-            let mut p = plugins.iter().find(|p| p.get("ipam").is_some()).cloned().ok_or_else(|| IpamError::Config(format!("{file}: no plugin has an ipam section")))?;
+            let mut p = plugins
+                .iter()
+                .find(|p| p.get("ipam").is_some())
+                .cloned()
+                .ok_or_else(|| IpamError::Config(format!("{file}: no plugin has an ipam section")))?;
             p["name"] = v["name"].clone();
             v = p;
         }
@@ -177,7 +178,9 @@ fn pool_add(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
         .get("--block-size")
         .map(|b| b.parse::<u8>().map_err(|_| IpamError::Config(format!("--block-size {b:?} is not a number"))))
         .transpose()?;
-    let res = PoolResource::ippool(need("--name")?, PoolSpec {
+    let res = PoolResource::ippool(
+        need("--name")?,
+        PoolSpec {
             cidr: need("--cidr")?,
             block_size,
             ipip_mode: args.get("--ipip-mode").map(str::to_string),

@@ -1,9 +1,9 @@
 //! `cni-ipam show`: pool and block usage, borrowed addresses, one address's owner, the IPAM configuration,
 //! laid out like `calicoctl ipam show`, or as JSON with `-o json`.
-use crate::ipam::records::decode;
 use super::table::Table;
 use super::{config_table, ipam_config, Args};
 use crate::error::IpamError;
+use crate::ipam::records::decode;
 use crate::ipam::{Block, Ipam, Pool};
 use common::store::{Datastore, Kind};
 use serde_json::{json, Value};
@@ -37,10 +37,7 @@ pub(crate) fn owner(b: &Block) -> Option<&str> {
 
 /// (ip, block, attribute) of every allocation.
 pub(crate) fn allocations(b: &Block) -> impl Iterator<Item = (IpAddr, u32, &crate::ipam::block::Attribute)> + '_ {
-    b.allocations
-        .iter()
-        .enumerate()
-        .filter_map(move |(ord, idx)| idx.and_then(|i| b.attributes.get(i)).map(|a| (b.ip(ord as u32), ord as u32, a)))
+    b.allocations.iter().enumerate().filter_map(move |(ord, idx)| idx.and_then(|i| b.attributes.get(i)).map(|a| (b.ip(ord as u32), ord as u32, a)))
 }
 
 fn pct(n: u128, total: u128) -> String {
@@ -107,9 +104,12 @@ pub(crate) fn run(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> 
             if owner(b) == Some(node.as_str()) {
                 continue;
             }
-            let kind = a.secondary.get("type").cloned().unwrap_or_else(|| if a.secondary.contains_key("pod") { "pod".into() } else { "workload".into() });
+            let kind =
+                a.secondary.get("type").cloned().unwrap_or_else(|| if a.secondary.contains_key("pod") { "pod".into() } else { "workload".into() });
             borrowed.row(vec![ip.to_string(), node.clone(), b.cidr.to_string(), owner(b).unwrap_or("-").into(), kind.clone(), allocated_to(a)]);
-            borrowed_json.push(json!({"ip": ip, "borrowingNode": node, "block": b.cidr, "blockOwner": owner(b), "type": kind, "allocatedTo": allocated_to(a)}));
+            borrowed_json.push(
+                json!({"ip": ip, "borrowingNode": node, "block": b.cidr, "blockOwner": owner(b), "type": kind, "allocatedTo": allocated_to(a)}),
+            );
         }
     }
     if args.json() {

@@ -6,8 +6,8 @@ use super::records::{decode, encode, load, HostBlocks, IpamConfig, PoolBlocks, P
 use crate::error::IpamError;
 use common::store::{Json, Key, Kind, Op, Store};
 use ipnet::IpNet;
-use std::collections::BTreeMap;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// What an operator file may contain: v3 resources, as `calicoctl apply -f` takes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +24,7 @@ struct ConfigResource {
 /// Parses a file holding one resource, a JSON array of them, or a `{"kind": "List", "items": [...]}`.
 /// Kinds: `IPPool`, `IPAMConfiguration` (also `IPAMConfig`).
 pub fn parse_resources(text: &str) -> Result<Resources, IpamError> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| IpamError::Config(format!("pool file is not valid JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| IpamError::Config(format!("pool file is not valid JSON: {e}")))?;
     let items = match &v {
         serde_json::Value::Array(items) => items.clone(),
         serde_json::Value::Object(o) if o.contains_key("items") => match &o["items"] {
@@ -66,10 +65,7 @@ pub fn parse_resources(text: &str) -> Result<Resources, IpamError> {
 
 fn check_overlap(a: &Pool, b: &Pool) -> Result<(), IpamError> {
     if a.cidr.contains(&b.cidr) || b.cidr.contains(&a.cidr) {
-        return Err(IpamError::InvalidPool {
-            name: a.name.clone(),
-            reason: format!("cidr {} overlaps pool {:?} ({})", a.cidr, b.name, b.cidr),
-        });
+        return Err(IpamError::InvalidPool { name: a.name.clone(), reason: format!("cidr {} overlaps pool {:?} ({})", a.cidr, b.name, b.cidr) });
     }
     Ok(())
 }
@@ -153,8 +149,7 @@ pub fn rebuild_indexes(store: &mut dyn Store) -> Result<usize, IpamError> {
     let mut hosts: BTreeMap<String, HostBlocks> = BTreeMap::new();
     let mut blocks = 0;
     for (key, rec) in store.list(Kind::Block)? {
-        let block: Block =
-            decode(&key, &rec.value)?;
+        let block: Block = decode(&key, &rec.value)?;
         blocks += 1;
         if let Some(pool) = pools.iter().find(|p| p.contains_block(&block.cidr)) {
             let pb = claimed.entry(pool.cidr).or_insert_with(|| PoolBlocks { block_size: pool.block_size, ..Default::default() });

@@ -153,9 +153,7 @@ impl Block {
 
     /// Frees every address held by `handle`; returns how many.
     pub fn release_handle(&mut self, handle: &str) -> usize {
-        let ordinals: Vec<u32> = (0..self.size() as u32)
-            .filter(|o| self.owner_of(*o).and_then(|a| a.handle_id.as_deref()) == Some(handle))
-            .collect();
+        let ordinals: Vec<u32> = (0..self.size() as u32).filter(|o| self.owner_of(*o).and_then(|a| a.handle_id.as_deref()) == Some(handle)).collect();
         for o in &ordinals {
             self.free_ordinal(*o);
         }
@@ -237,9 +235,7 @@ impl Block {
         for (o, a) in self.allocations.iter().enumerate() {
             match a {
                 Some(idx) if free[o] => return Err(format!("ordinal {o} both allocated (attr {idx}) and free")),
-                Some(idx) if *idx >= self.attributes.len() => {
-                    return Err(format!("ordinal {o} points at missing attribute {idx}"))
-                }
+                Some(idx) if *idx >= self.attributes.len() => return Err(format!("ordinal {o} points at missing attribute {idx}")),
                 None if !free[o] => return Err(format!("ordinal {o} neither allocated nor free")),
                 _ => {}
             }

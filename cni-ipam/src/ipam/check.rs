@@ -3,15 +3,15 @@
 //! confirmed affinities and index entries point at blocks affine to their host, every block is indexed,
 //! every attachment record's addresses are held by its attachment's handle and no address is in two records.
 use super::block::Block;
-use super::pool::Pool;
 use super::endpoint::WorkloadEndpoint;
+use super::pool::Pool;
 use super::records::{Affinity, Handle, HostBlocks, PoolBlocks, PoolNames};
-use std::net::IpAddr;
 use crate::error::IpamError;
 use common::store::{Json, Key, Kind, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 #[derive(Debug, Default)]
 pub struct Report {

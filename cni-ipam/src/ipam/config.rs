@@ -3,9 +3,9 @@
 use super::allocator::{Node, PoolRef};
 use super::pool::validate_pool_name;
 use crate::error::IpamError;
-use ipnet::IpNet;
 use common::store::etcd::TlsFiles;
 use common::store::EtcdOptions;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -179,8 +179,7 @@ impl IpamConf {
 
     /// Parses the whole network config as received on stdin.
     pub fn parse(config: &serde_json::Value) -> Result<IpamConf, IpamError> {
-        let raw: RawNetConf = serde_path_to_error::deserialize(config)
-            .map_err(|e| IpamError::Config(format!("{}: {}", e.path(), e.inner())))?;
+        let raw: RawNetConf = serde_path_to_error::deserialize(config).map_err(|e| IpamError::Config(format!("{}: {}", e.path(), e.inner())))?;
         let ipam = raw.ipam.ok_or_else(|| IpamError::Config("missing \"ipam\" section".into()))?;
         if ipam.kind.as_deref().is_none_or(str::is_empty) {
             return Err(IpamError::Config("ipam.type is missing".into()));
@@ -224,9 +223,7 @@ fn parse_pools(key: &str, entries: &[String], v6: bool) -> Result<Vec<PoolRef>, 
         .enumerate()
         .map(|(i, e)| {
             if e.contains('/') {
-                let net: IpNet = e
-                    .parse()
-                    .map_err(|_| IpamError::Config(format!("{key}[{i}]: {e:?} is neither a pool name nor a CIDR")))?;
+                let net: IpNet = e.parse().map_err(|_| IpamError::Config(format!("{key}[{i}]: {e:?} is neither a pool name nor a CIDR")))?;
                 if net.addr().is_ipv6() != v6 {
                     return Err(IpamError::Config(format!("{key}[{i}]: {e:?} is not an IPv{} CIDR", if v6 { 6 } else { 4 })));
                 }
@@ -279,9 +276,7 @@ pub fn validate_nodename(name: &str) -> Result<(), IpamError> {
     if ok {
         Ok(())
     } else {
-        Err(IpamError::Config(format!(
-            "nodename {name:?} is invalid: use letters, digits, '-', '.', '_' (at most 253, starting alphanumeric)"
-        )))
+        Err(IpamError::Config(format!("nodename {name:?} is invalid: use letters, digits, '-', '.', '_' (at most 253, starting alphanumeric)")))
     }
 }
 
@@ -309,10 +304,7 @@ pub fn requested_ips(config: &serde_json::Value, ip_arg: Option<&str>) -> Result
             Some(other) => return Err(IpamError::Config(format!("{key} must be a list of addresses, got {other}"))),
         };
         for (i, item) in items.iter().enumerate() {
-            let ip = item
-                .as_str()
-                .and_then(parse_requested)
-                .ok_or_else(|| IpamError::Config(format!("{key}[{i}]: {item} is not an IP address")))?;
+            let ip = item.as_str().and_then(parse_requested).ok_or_else(|| IpamError::Config(format!("{key}[{i}]: {item} is not an IP address")))?;
             wanted.push((ip, format!("{key}[{i}] {ip}"), false));
         }
     }
@@ -359,8 +351,7 @@ mod tests {
         assert_eq!(c.store, StoreConf::Local(PathBuf::from(DEFAULT_STORE_DIR)));
         let c = conf(json!({"type": "calico-ipam", "assign_ipv4": "False", "assign_ipv6": "TRUE"})).unwrap();
         assert!(c.assign_ipv4 && !c.assign_ipv6, "only exact strings count, as in Calico");
-        let c = conf(json!({"type": "x", "assign_ipv6": "true", "ipv6_pools": ["fd00::/48", "v6pool"], "unknown": [1]}))
-            .unwrap();
+        let c = conf(json!({"type": "x", "assign_ipv6": "true", "ipv6_pools": ["fd00::/48", "v6pool"], "unknown": [1]})).unwrap();
         assert_eq!(c.ipv6_pools, vec![PoolRef::Cidr("fd00::/48".parse().unwrap()), PoolRef::Name("v6pool".into())]);
     }
 

@@ -40,7 +40,6 @@ pub struct EndpointSpec {
     pub mac: String,
 }
 
-
 pub fn endpoint_key(att: &Attachment, node: &str) -> Key {
     Key::Endpoint { namespace: att.endpoint_namespace().to_string(), name: att.endpoint_name(node) }
 }
@@ -93,7 +92,12 @@ impl Resource<EndpointSpec> {
 
     /// The attachment the record is of (its pod, if any, is not needed to name its handle).
     pub fn attachment(&self) -> Attachment {
-        Attachment { network: self.network().to_string(), container_id: self.spec.container_id.clone(), ifname: self.spec.endpoint.clone(), pod: None }
+        Attachment {
+            network: self.network().to_string(),
+            container_id: self.spec.container_id.clone(),
+            ifname: self.spec.endpoint.clone(),
+            pod: None,
+        }
     }
 
     /// Whether this record is `att`'s own: same network, container and interface.

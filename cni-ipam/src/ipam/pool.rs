@@ -41,7 +41,6 @@ pub struct PoolSpec {
     pub disable_bgp_export: bool,
 }
 
-
 /// A validated pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
@@ -102,8 +101,7 @@ impl Pool {
         if ipip_mode != "Never" && cidr.addr().is_ipv6() {
             return Err(bad("ipipMode is not supported for IPv6 pools".into()));
         }
-        let node_selector = Selector::parse(r.spec.node_selector.as_deref().unwrap_or("all()"))
-            .map_err(|e| bad(format!("nodeSelector: {e}")))?;
+        let node_selector = Selector::parse(r.spec.node_selector.as_deref().unwrap_or("all()")).map_err(|e| bad(format!("nodeSelector: {e}")))?;
         Ok(Pool {
             name: name.clone(),
             cidr,
@@ -218,9 +216,7 @@ pub fn validate_pool_name(name: &str) -> Result<(), IpamError> {
     if ok {
         Ok(())
     } else {
-        Err(IpamError::Config(format!(
-            "invalid pool name {name:?}: must be lowercase letters, digits, '-' or '.', starting and ending alphanumeric"
-        )))
+        Err(IpamError::Config(format!("invalid pool name {name:?}: must be lowercase letters, digits, '-' or '.', starting and ending alphanumeric")))
     }
 }
 
@@ -316,10 +312,7 @@ mod tests {
         r.spec.node_selector = Some("zone == 'a' | zone == 'b'".into());
         let err = Pool::from_resource(&r).unwrap_err();
         assert!(matches!(err, IpamError::InvalidPool { .. }), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            r#"invalid IP pool "p": nodeSelector: selector "zone == 'a' | zone == 'b'": expected '||' at 12"#
-        );
+        assert_eq!(err.to_string(), r#"invalid IP pool "p": nodeSelector: selector "zone == 'a' | zone == 'b'": expected '||' at 12"#);
         assert_eq!(err.code(), common::cni::code::INVALID_CONFIG);
     }
 }

@@ -159,9 +159,7 @@ impl Rng {
 pub fn load_pool(store: &dyn common::store::Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<cni_ipam::ipam::records::IpamConfig>) {
     use cni_ipam::ipam::admin::{apply, Resources};
     use cni_ipam::ipam::pool::{PoolResource, PoolSpec};
-    let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
-    );
+    let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() });
     let pool = cni_ipam::ipam::Pool::from_resource(&res).expect("pool");
     apply(&mut *store.lock().expect("lock"), &Resources { pools: vec![pool], config: cfg }).expect("apply pool");
 }
-

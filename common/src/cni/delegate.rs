@@ -123,7 +123,11 @@ mod tests {
     #[test]
     fn delegate_sees_the_command_and_our_stdin() {
         let d = tempfile::tempdir().unwrap();
-        let p = script(d.path(), "echo", r#"printf '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/24"}],"dns":{"nameservers":["'$CNI_COMMAND'"]}}'; cat > /dev/null"#);
+        let p = script(
+            d.path(),
+            "echo",
+            r#"printf '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/24"}],"dns":{"nameservers":["'$CNI_COMMAND'"]}}'; cat > /dev/null"#,
+        );
         let out = exec(&p, Command::Add, b"{}").unwrap();
         let r = CniResult::from_value(&serde_json::from_slice(&out).unwrap()).unwrap();
         assert_eq!(r.dns.nameservers, ["ADD"]);

@@ -57,8 +57,7 @@ impl Env {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Env, CniError> {
         let get = |k: &str| get(k).filter(|v| !v.is_empty());
         let command_str = get("CNI_COMMAND").ok_or_else(|| CniError::new(code::INVALID_ENV, "required env variables [CNI_COMMAND] missing"))?;
-        let command = Command::parse(&command_str)
-            .ok_or_else(|| CniError::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {command_str}")))?;
+        let command = Command::parse(&command_str).ok_or_else(|| CniError::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {command_str}")))?;
 
         // What each verb needs, as skel checks it (CNI_NETNS is optional on DEL).
         let (need_cid, need_netns, need_ifname, need_path) = match command {
@@ -124,8 +123,7 @@ impl Env {
 /// Container IDs and network names: `[a-zA-Z0-9][a-zA-Z0-9_.\-]*`.
 pub fn valid_id(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric()) && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Interface names as the kernel and skel accept them.
@@ -219,7 +217,8 @@ mod tests {
 
     #[test]
     fn del_without_netns_is_fine() {
-        let v: Vec<_> = ADD.iter().copied().map(|(k, v)| if k == "CNI_COMMAND" { (k, "DEL") } else { (k, v) }).filter(|(k, _)| *k != "CNI_NETNS").collect();
+        let v: Vec<_> =
+            ADD.iter().copied().map(|(k, v)| if k == "CNI_COMMAND" { (k, "DEL") } else { (k, v) }).filter(|(k, _)| *k != "CNI_NETNS").collect();
         assert!(env(&v).unwrap().netns.is_none());
     }
 

@@ -79,8 +79,8 @@ pub fn dispatch(plugin: &impl Plugin, env: Env, stdin: Vec<u8>) -> (String, i32)
 type ReqError = (CniError, Option<String>);
 
 fn parse_request(env: Env, stdin: Vec<u8>) -> Result<Request, ReqError> {
-    let config: serde_json::Value = serde_json::from_slice(&stdin)
-        .map_err(|e| (CniError::new(code::DECODE, format!("decoding network config: {e}")), None))?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&stdin).map_err(|e| (CniError::new(code::DECODE, format!("decoding network config: {e}")), None))?;
     if !config.is_object() {
         return Err((CniError::new(code::DECODE, "network config is not a JSON object"), None));
     }
@@ -108,10 +108,7 @@ fn parse_request(env: Env, stdin: Vec<u8>) -> Result<Request, ReqError> {
         _ => None,
     };
     if let Some(verb) = gate {
-        return Err((
-            CniError::new(code::INCOMPATIBLE_VERSION, format!("config version {cni_version} does not allow {verb}")),
-            Some(cni_version),
-        ));
+        return Err((CniError::new(code::INCOMPATIBLE_VERSION, format!("config version {cni_version} does not allow {verb}")), Some(cni_version)));
     }
     Ok(Request { env, stdin, config, cni_version, name })
 }
@@ -142,14 +139,8 @@ mod tests {
     }
 
     fn env(cmd: &str) -> Env {
-        let m: HashMap<&str, &str> = [
-            ("CNI_COMMAND", cmd),
-            ("CNI_CONTAINERID", "c1"),
-            ("CNI_NETNS", "/run/netns/x"),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/bin"),
-        ]
-        .into();
+        let m: HashMap<&str, &str> =
+            [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/run/netns/x"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/bin")].into();
         Env::from_lookup(|k| m.get(k).map(|s| s.to_string())).unwrap()
     }
 

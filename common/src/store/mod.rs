@@ -356,10 +356,7 @@ mod tests {
         let b6: IpNet = "fd00:10:244:1::/122".parse().unwrap();
         assert_eq!(Key::Block(b).path(), "/calico/ipam/v2/assignment/ipv4/block/10.244.1.0-26");
         assert_eq!(Key::Block(b6).path(), "/calico/ipam/v2/assignment/ipv6/block/fd00:10:244:1::-122");
-        assert_eq!(
-            Key::Affinity { host: "node-1".into(), cidr: b }.path(),
-            "/calico/ipam/v2/host/node-1/ipv4/block/10.244.1.0-26"
-        );
+        assert_eq!(Key::Affinity { host: "node-1".into(), cidr: b }.path(), "/calico/ipam/v2/host/node-1/ipv4/block/10.244.1.0-26");
         assert_eq!(Key::Handle("k8s-pod-network.abc".into()).path(), "/calico/ipam/v2/handle/k8s-pod-network.abc");
         assert_eq!(Key::IpamConfig.path(), "/calico/ipam/v2/config");
         assert_eq!(Key::Pool("p1".into()).path(), "/calico/resources/v3/projectcalico.org/ippools/p1");

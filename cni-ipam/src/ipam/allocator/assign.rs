@@ -1,10 +1,10 @@
 //! Pool selection and assignment: which pools a request may use, and Calico's AutoAssign order (affine
 //! blocks, then a new claim, then borrowing) ending in one commit of block + handle (+ the attachment record).
-use super::{Assignment, CLAIM_TRIES, Claimed, Ipam, Node, PoolRef, family, put};
+use super::{family, put, Assignment, Claimed, Ipam, Node, PoolRef, CLAIM_TRIES};
 use crate::error::IpamError;
 use crate::ipam::block::{Block, Owner};
 use crate::ipam::pool::Pool;
-use crate::ipam::records::{Handle, HostBlock, PoolNames, encode};
+use crate::ipam::records::{encode, Handle, HostBlock, PoolNames};
 use common::store::{Key, Op, Revision};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -110,7 +110,9 @@ impl Ipam<'_> {
                     };
                     match self.claim(pool, pool.block_cidr(i), node, Some(owner))? {
                         Claimed::Assigned(a) => return Ok(a),
-                        Claimed::Block(block, rev) if block.free() > 0 => return self.assign_in(block, rev, owner, None, Some((&node.name, Vec::new()))),
+                        Claimed::Block(block, rev) if block.free() > 0 => {
+                            return self.assign_in(block, rev, owner, None, Some((&node.name, Vec::new())))
+                        }
                         Claimed::Block(..) | Claimed::Taken => taken.push(i),
                     }
                 }
@@ -161,7 +163,14 @@ impl Ipam<'_> {
     /// Takes one address in `block` and records it on the handle: one atomic commit of both records.
     /// `hints`: the host whose index to keep right and blocks it found full on the way; this block's own hint
     /// is set from what it holds after the assignment.
-    pub(super) fn assign_in(&mut self, mut block: Block, rev: Revision, owner: &Owner, ip: Option<IpAddr>, hints: Option<(&str, Vec<IpNet>)>) -> Result<Assignment, IpamError> {
+    pub(super) fn assign_in(
+        &mut self,
+        mut block: Block,
+        rev: Revision,
+        owner: &Owner,
+        ip: Option<IpAddr>,
+        hints: Option<(&str, Vec<IpNet>)>,
+    ) -> Result<Assignment, IpamError> {
         let ip = match ip {
             None => block.assign_next(owner).ok_or_else(|| IpamError::Internal(format!("block {} is full", block.cidr)))?,
             Some(ip) => {

@@ -1,11 +1,11 @@
 //! The allocator's record cache: `prefetch` reads what an operation will need in one `get_many` (one etcd
 //! round trip), every read goes through it, and typed accessors decode records straight from their text.
-use crate::ipam::records::decode;
 use super::{put, Ipam};
 use crate::error::IpamError;
 use crate::ipam::block::Block;
 use crate::ipam::endpoint::WorkloadEndpoint;
 use crate::ipam::pool::Pool;
+use crate::ipam::records::decode;
 use crate::ipam::records::{Handle, HostBlocks, HostBlocksView, PoolBlocks, PoolNames};
 use common::store::{Key, Op, Record, Revision};
 use ipnet::IpNet;
@@ -97,9 +97,8 @@ impl Ipam<'_> {
     /// The host's confirmed blocks not marked full, in claim order: what an ADD tries first. Only their CIDRs
     /// are parsed; one that does not parse is left for the full walk (which reports the index as corrupt).
     pub(super) fn open_blocks(&self, host: &str) -> Result<Vec<IpNet>, IpamError> {
-        let open = self.with_host_view(host, |view| {
-            view.blocks.iter().filter(|e| e.confirmed && !e.full).filter_map(|e| e.cidr.parse().ok()).collect()
-        })?;
+        let open =
+            self.with_host_view(host, |view| view.blocks.iter().filter(|e| e.confirmed && !e.full).filter_map(|e| e.cidr.parse().ok()).collect())?;
         Ok(open.unwrap_or_default())
     }
 

@@ -1,10 +1,10 @@
 //! Block claims and the indexes they keep: the two-step claim (pending, then block + confirmed affinity +
 //! host and pool index), finishing interrupted claims, and the host index's `full` hints.
-use super::{Assignment, Claimed, Ipam, Node, put};
+use super::{put, Assignment, Claimed, Ipam, Node};
 use crate::error::IpamError;
 use crate::ipam::block::{affinity_host, Block, Owner};
 use crate::ipam::pool::Pool;
-use crate::ipam::records::{Affinity, HostBlock, HostBlocksView, encode};
+use crate::ipam::records::{encode, Affinity, HostBlock, HostBlocksView};
 use common::store::{Key, Op, Revision};
 use ipnet::IpNet;
 use std::collections::BTreeMap;

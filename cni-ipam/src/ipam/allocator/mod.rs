@@ -119,7 +119,8 @@ impl<'s> Ipam<'s> {
 
     /// Reads the IPAM config together with `keys` (one round trip), keeping them for the allocator's reads.
     pub fn open(store: &'s mut dyn Store, keys: &[Key]) -> Result<Ipam<'s>, IpamError> {
-        let mut ipam = Ipam { store, cache: RefCell::new(HashMap::new()), config: IpamConfig::default(), now: Now::system(), carry: None, attachment: None };
+        let mut ipam =
+            Ipam { store, cache: RefCell::new(HashMap::new()), config: IpamConfig::default(), now: Now::system(), carry: None, attachment: None };
         let mut first = vec![Key::IpamConfig];
         first.extend(keys.iter().cloned());
         ipam.prefetch(&first)?;

@@ -1,10 +1,10 @@
 //! Releases: by handle (DEL), exactly some addresses of a handle (a failed ADD, one interface), single
 //! addresses guarded by sequence numbers (operators), and CNI GC.
-use crate::ipam::records::decode;
 use super::{Assignment, Ipam};
 use crate::error::IpamError;
 use crate::ipam::block::Block;
-use crate::ipam::records::{Handle, encode};
+use crate::ipam::records::decode;
+use crate::ipam::records::{encode, Handle};
 use common::store::{Key, Kind, Op};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,7 +52,14 @@ impl Ipam<'_> {
     /// One commit: `take` frees addresses of `handle` in each of `blocks` (returning how many); blocks left
     /// empty and unaffine are deleted, index hints follow, and the handle's counts drop by what was freed
     /// (`whole`: the handle record goes whatever it counted).
-    pub(super) fn release_in_blocks(&mut self, handle: &str, blocks: Vec<IpNet>, mut take: impl FnMut(&mut Block) -> usize, whole: bool, extra: Vec<Op>) -> Result<usize, IpamError> {
+    pub(super) fn release_in_blocks(
+        &mut self,
+        handle: &str,
+        blocks: Vec<IpNet>,
+        mut take: impl FnMut(&mut Block) -> usize,
+        whole: bool,
+        extra: Vec<Op>,
+    ) -> Result<usize, IpamError> {
         let hkey = Key::Handle(handle.to_string());
         let found = self.get::<Handle>(&hkey)?;
         let mut ops = extra;

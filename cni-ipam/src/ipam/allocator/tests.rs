@@ -1,21 +1,20 @@
 //! Allocator behaviour against the in-memory store.
 use super::*;
-use crate::ipam::block::Owner;
-use crate::ipam::pool::{Pool, Selector};
-use common::store::Kind;
-use std::collections::BTreeSet;
-use crate::ipam::{check, records};
 use crate::ipam::admin::{apply, Resources};
+use crate::ipam::block::Owner;
 use crate::ipam::check::check_store;
 use crate::ipam::config::IpamConf;
+use crate::ipam::pool::{Pool, Selector};
 use crate::ipam::pool::{PoolResource, PoolSpec};
+use crate::ipam::{check, records};
 use crate::plugin;
+use common::store::Kind;
 use common::store::{Datastore, MemStore};
+use std::collections::BTreeSet;
 use std::collections::HashSet;
 
 fn pool(name: &str, cidr: &str, block_size: u8) -> Pool {
-    let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() },
-    );
+    let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() });
     Pool::from_resource(&res).unwrap()
 }
 
@@ -281,15 +280,14 @@ fn default_pool_applies_when_none_is_configured() {
 #[test]
 fn gc_releases_only_stale_attachments_of_this_network_and_node() {
     let store = store_with(vec![pool("p", "10.11.0.0/24", 28)], IpamConfig::default());
-    let attachments = [("net.c1", "n1"), ("net.c1:eth1", "n1"), ("net.c1:net1", "n1"), ("net.c2", "n1"), ("net.c3", "n1"), ("net.c4", "n2"), ("other.c5", "n1")];
+    let attachments =
+        [("net.c1", "n1"), ("net.c1:eth1", "n1"), ("net.c1:net1", "n1"), ("net.c2", "n1"), ("net.c3", "n1"), ("net.c4", "n2"), ("other.c5", "n1")];
     for (h, n) in attachments {
         assign(&store, false, n, h).unwrap();
     }
     // c1's eth0 and eth1 are valid, its net1 is not; c2 and c3 are gone; c4 is another node's.
-    let valid: BTreeSet<plugin::ValidAttachment> = ["eth0", "eth1"]
-        .into_iter()
-        .map(|i| plugin::ValidAttachment { container_id: "c1".into(), ifname: Some(i.into()) })
-        .collect();
+    let valid: BTreeSet<plugin::ValidAttachment> =
+        ["eth0", "eth1"].into_iter().map(|i| plugin::ValidAttachment { container_id: "c1".into(), ifname: Some(i.into()) }).collect();
     assert_eq!(plugin::gc(&store, "net", "n1", &valid).unwrap(), 3);
     let s = store.lock().unwrap();
     let handles: Vec<String> = s.list(Kind::Handle).unwrap().into_iter().map(|(k, _)| k.path()).collect();
@@ -340,8 +338,7 @@ fn interrupted_claim_is_finished_by_the_next_add() {
         let mut s = store.lock().unwrap();
         let hb = records::HostBlocks { blocks: vec![records::HostBlock { cidr, confirmed: false, full: false }] };
         s.create(&Key::HostBlocks("n1".into()), records::encode(&hb).unwrap()).unwrap();
-        s.create(&Key::Affinity { host: "n1".into(), cidr }, records::encode(&records::Affinity::pending()).unwrap())
-            .unwrap();
+        s.create(&Key::Affinity { host: "n1".into(), cidr }, records::encode(&records::Affinity::pending()).unwrap()).unwrap();
     }
     let a = assign(&store, false, "n1", "h").unwrap();
     assert_eq!(a.block, cidr, "the interrupted claim is completed and used");

@@ -9,9 +9,9 @@ use serde_json::Value;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 #[cfg(feature = "tls")]
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,9 +128,7 @@ type TlsConfig = std::convert::Infallible;
 
 #[cfg(feature = "tls")]
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?.collect();
     let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate", path.display()));
@@ -440,11 +438,8 @@ impl Conn {
     /// One request/response: (status, body, keep-alive).
     fn exchange(&mut self, host: &str, path: &str, body: &[u8], deadline: Instant) -> io::Result<(u16, Vec<u8>, bool)> {
         self.arm(deadline)?;
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
+        let mut req =
+            format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         req.extend_from_slice(body);
         let s = self.io.get_mut();
         s.write_all(&req)?;

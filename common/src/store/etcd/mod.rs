@@ -5,10 +5,10 @@
 //! compare-and-swap does the work.
 mod client;
 
-use client::{Client, ClientError, Response};
 use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use client::{Client, ClientError, Response};
 use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -39,7 +39,6 @@ impl EtcdOptions {
     pub fn needs_tls(&self) -> bool {
         !self.tls.is_empty() || self.endpoints.iter().any(|e| Endpoint::parse(e).is_ok_and(|e| e.tls))
     }
-
 
     pub fn new(endpoints: &str) -> EtcdOptions {
         EtcdOptions {
@@ -83,10 +82,9 @@ impl EtcdStore {
                 StoreError::Io { path: format!("etcd {endpoints}"), source: std::io::Error::new(kind, reason) }
             }
             ClientError::Rejected { code: 3, message } => StoreError::Invalid(format!("etcd: {message}")),
-            ClientError::Rejected { code, message } => StoreError::Io {
-                path: "etcd".into(),
-                source: std::io::Error::other(format!("etcd refused the request: {message} (code {code})")),
-            },
+            ClientError::Rejected { code, message } => {
+                StoreError::Io { path: "etcd".into(), source: std::io::Error::other(format!("etcd refused the request: {message} (code {code})")) }
+            }
             ClientError::Config(m) => StoreError::Invalid(m),
         })
     }

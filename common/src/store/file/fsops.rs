@@ -27,9 +27,7 @@ const SPARES: [&str; 2] = [".spare0", ".spare1"];
 /// (like /tmp).
 pub(super) fn open_dir(dir: &Path) -> Result<(), StoreError> {
     match fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => {
-            return Err(StoreError::Invalid(format!("store path {} is not a directory", dir.display())))
-        }
+        Ok(meta) if !meta.is_dir() => return Err(StoreError::Invalid(format!("store path {} is not a directory", dir.display()))),
         Ok(meta) => {
             let mode = meta.mode() & 0o7777;
             if mode & 0o002 != 0 {
@@ -39,20 +37,14 @@ pub(super) fn open_dir(dir: &Path) -> Result<(), StoreError> {
                 )));
             }
             if mode & 0o077 != 0 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| StoreError::io(dir.display(), e))?;
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| StoreError::io(dir.display(), e))?;
             }
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let existing = dir.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.is_dir());
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| StoreError::io(dir.display(), e))?;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::io(dir.display(), e))?;
             // DirBuilder's mode is filtered by the umask; make sure the result is exactly 0700.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| StoreError::io(dir.display(), e))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| StoreError::io(dir.display(), e))?;
             // The new directories' own entries must be durable too, or a power loss could take the whole
             // store (log included) with it.
             for parent in dir.ancestors().skip(1) {

@@ -88,12 +88,7 @@ pub(super) struct FileSession<'a> {
 
 impl<'a> FileSession<'a> {
     /// Brings the record files up to date with the log (recovery, in the module doc) and returns the session.
-    pub(super) fn open(
-        dir: &'a Path,
-        sync: bool,
-        boot: Option<BootId>,
-        lock: File,
-    ) -> Result<FileSession<'a>, StoreError> {
+    pub(super) fn open(dir: &'a Path, sync: bool, boot: Option<BootId>, lock: File) -> Result<FileSession<'a>, StoreError> {
         let (log, state) = match Log::open(dir, boot).map_err(log_err)? {
             Some(opened) => opened,
             // A new store, or one written before the log existed (all its records were fsynced).
@@ -171,8 +166,8 @@ impl<'a> FileSession<'a> {
             }
             Err(e) => return Err(StoreError::io(path.display(), e)),
         };
-        let rec: FileRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
+        let rec: FileRecord =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
         let rec = self.checked(name, key, rec)?;
         self.revisions.borrow_mut().insert(rec.key.clone(), Some(rec.revision));
         Ok(Some(rec))
@@ -261,8 +256,8 @@ impl<'a> FileSession<'a> {
             Err(e) => return Err(StoreError::io(path.display(), e)),
         };
         // That format renamed the journal into place only after it was fsynced whole, so it always parses.
-        let journal: Journal = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
+        let journal: Journal =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
         tracing::warn!(ops = journal.ops.len(), "finishing an interrupted store commit (pre-log journal)");
         let mut changes = Vec::new();
         for op in journal.ops {
@@ -383,9 +378,6 @@ impl Drop for FileSession<'_> {
 /// Revisions are wall-clock nanoseconds, kept strictly increasing per record, so a record deleted and created
 /// again never reuses a revision a stale reader might still hold.
 fn next_revision(current: Option<Revision>) -> Revision {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     now.max(current.unwrap_or(0) + 1)
 }

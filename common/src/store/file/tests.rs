@@ -27,11 +27,8 @@ fn directory_and_files_are_private() {
     let store = FileStore::open(&dir).unwrap();
     let mut s = store.lock().unwrap();
     s.create(&Key::Handle("net.c1".into()), json!({"block": {}})).unwrap();
-    s.commit(&[
-        Op::Create { key: Key::Handle("net.c2".into()), value: json!(1) },
-        Op::Create { key: Key::Handle("net.c3".into()), value: json!(2) },
-    ])
-    .unwrap();
+    s.commit(&[Op::Create { key: Key::Handle("net.c2".into()), value: json!(1) }, Op::Create { key: Key::Handle("net.c3".into()), value: json!(2) }])
+        .unwrap();
     drop(s);
     assert_eq!(mode(&dir), 0o700);
     for e in fs::read_dir(&dir).unwrap() {
@@ -78,9 +75,7 @@ fn cas_conflicts_and_atomic_commits() {
     let err = s.commit(&[Op::Create { key: h.clone(), value: json!(1) }, Op::Update { key: k.clone(), value: json!(0), rev: r1 }]);
     assert!(err.unwrap_err().is_conflict());
     assert!(s.get(&h).unwrap().is_none(), "failed commit wrote nothing");
-    let revs = s
-        .commit(&[Op::Create { key: h.clone(), value: json!(1) }, Op::Update { key: k.clone(), value: json!(0), rev: r2 }])
-        .unwrap();
+    let revs = s.commit(&[Op::Create { key: h.clone(), value: json!(1) }, Op::Update { key: k.clone(), value: json!(0), rev: r2 }]).unwrap();
     assert_eq!(s.get(&h).unwrap().unwrap().rev, revs[0]);
     assert_eq!(s.get(&k).unwrap().unwrap(), Record { value: json!(0), rev: revs[1] });
     assert!(!tmp.path().join("s").join(JOURNAL).exists());
@@ -331,8 +326,7 @@ fn power_loss_replays_every_frame_since_the_checkpoint() {
     let mut s = store.lock().unwrap();
     let mut revs: Vec<Revision> = keys.iter().map(|k| s.create(k, json!(0)).unwrap()).collect();
     for round in 1..4 {
-        let ops: Vec<Op> =
-            keys.iter().zip(&revs).take(4).map(|(k, &rev)| Op::Update { key: k.clone(), value: json!(round), rev }).collect();
+        let ops: Vec<Op> = keys.iter().zip(&revs).take(4).map(|(k, &rev)| Op::Update { key: k.clone(), value: json!(round), rev }).collect();
         revs[..4].copy_from_slice(&s.commit(&ops).unwrap());
     }
     s.delete(&keys[5], revs[5]).unwrap();

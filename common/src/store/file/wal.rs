@@ -198,10 +198,13 @@ impl Log {
     pub(super) fn append(&mut self, changes: &[Change], sync: bool) -> std::io::Result<u64> {
         let frame = encode_frame(self.hint.seq + 1, changes)?;
         let at = self.hint.end;
-        let written = self
-            .grow_to(at + frame.len() as u64)
-            .and_then(|()| self.file.write_all_at(&frame, at))
-            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        let written = self.grow_to(at + frame.len() as u64).and_then(|()| self.file.write_all_at(&frame, at)).and_then(|()| {
+            if sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             let _ = self.file.write_all_at(&[0u8; FRAME_HEAD], at);
             return Err(e);
@@ -403,10 +406,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_reject_damage() {
-        let changes = vec![
-            Change::Put { name: "a".into(), content: b"{\"x\":1}".to_vec() },
-            Change::Delete { name: "b".into() },
-        ];
+        let changes = vec![Change::Put { name: "a".into(), content: b"{\"x\":1}".to_vec() }, Change::Delete { name: "b".into() }];
         let f = encode_frame(7, &changes).unwrap();
         let d = decode_frame(&f, Some(7)).unwrap();
         assert_eq!((d.seq, d.len, &d.changes), (7, f.len() as u64, &changes));
