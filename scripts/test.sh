@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --all
+# Style and lints are not review topics: the formatter and clippy decide (rustfmt.toml).
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# cni-calico built alone (as scripts/release.sh builds it) must leave the etcd client and TLS out of its
+# in-process IPAM; a workspace build unifies features and would turn them back on unnoticed.
+if cargo tree -p cni-calico -e normal,features -i cni-ipam | grep -E 'cni-ipam feature "(etcd|tls)"' \
+  || cargo tree -p cni-calico -e normal | grep -E '^\W*rustls '; then
+  echo "cni-calico pulls in the etcd client or TLS (see cni-calico/Cargo.toml)" >&2
+  exit 1
+fi
 cargo build --workspace --all-targets
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
