@@ -6,11 +6,11 @@ use crate::alloc_etcd;
 use crate::stats::{median, ms, pct};
 use cni_ipam::ipam::admin::{apply, Resources};
 use cni_ipam::ipam::config::IpamConf;
-use cni_ipam::ipam::pool::{PoolResource, PoolSpec};
-use cni_ipam::ipam::records::IpamConfig;
 use cni_ipam::ipam::{Owner, Pool};
 use cni_ipam::plugin;
-use common::store::{Datastore, FileStore, MemStore};
+use datastore::ipam::records::IpamConfig;
+use datastore::resources::ippool::{PoolResource, PoolSpec};
+use datastore::store::{Datastore, FileStore, MemStore};
 use std::time::{Duration, Instant};
 
 const PER_NODE: usize = 1000;
@@ -142,7 +142,7 @@ fn cells(took: &[Duration]) -> String {
 fn measure(store: &dyn Datastore, fill: Option<&dyn Datastore>, node: &str, level: usize, samples: usize) -> Result<String, String> {
     let e = |e: cni_ipam::IpamError| e.to_string();
     let res = PoolResource::ippool("bench", PoolSpec { cidr: "10.0.0.0/8".into(), block_size: Some(26), ..Default::default() });
-    let pool = Pool::from_resource(&res).map_err(e)?;
+    let pool = Pool::from_resource(&res).map_err(|x| x.to_string())?;
     apply(&mut *store.lock().map_err(|x| x.to_string())?, &Resources { pools: vec![pool], config: Some(IpamConfig::default()) }).map_err(e)?;
     let filler = fill.unwrap_or(store);
     for i in 0..level {

@@ -2,8 +2,8 @@
 use crate::error::IpamError;
 use crate::ipam::config::StoreConf;
 #[cfg(feature = "etcd")]
-use common::store::EtcdStore;
-use common::store::{Datastore, FileStore, Store, StoreError};
+use datastore::store::EtcdStore;
+use datastore::store::{Datastore, FileStore, Store, StoreError};
 use std::time::{Duration, Instant};
 
 pub enum Backend {

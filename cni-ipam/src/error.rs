@@ -2,7 +2,8 @@
 //! JSON happens in one place (`From<IpamError> for CniError`). Codes 100-106 are ours (CNI leaves >= 100 to
 //! plugins); the README lists them.
 use common::cni::{code, CniError};
-use common::store::StoreError;
+use datastore::store::StoreError;
+use datastore::ModelError;
 use std::net::IpAddr;
 
 pub mod ipam_code {
@@ -66,7 +67,7 @@ pub enum IpamError {
 
 impl IpamError {
     /// The record at `key` is not what its kind must be.
-    pub fn corrupt(key: &common::store::Key, reason: impl std::fmt::Display) -> IpamError {
+    pub fn corrupt(key: &datastore::store::Key, reason: impl std::fmt::Display) -> IpamError {
         IpamError::Corrupt { key: key.path(), reason: reason.to_string() }
     }
 
@@ -101,5 +102,19 @@ impl IpamError {
 impl From<IpamError> for CniError {
     fn from(e: IpamError) -> CniError {
         CniError::new(e.code(), e.to_string())
+    }
+}
+
+/// The model's errors, in this crate's terms (same messages, this crate's codes).
+impl From<ModelError> for IpamError {
+    fn from(e: ModelError) -> IpamError {
+        match e {
+            ModelError::InvalidPool { name, reason } => IpamError::InvalidPool { name, reason },
+            ModelError::InvalidName(m) => IpamError::Config(m),
+            ModelError::InvalidIpamConfig(m) => IpamError::InvalidIpamConfig(m),
+            ModelError::Corrupt { key, reason } => IpamError::Corrupt { key, reason },
+            ModelError::Encode(m) => IpamError::Internal(format!("encoding record: {m}")),
+            ModelError::Store(s) => IpamError::Store(s),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! out twice, and nodes sharing the store claim their own blocks and borrow only when allowed.
 mod support;
 use cni_ipam::ipam::Block;
-use common::store::{Datastore, FileStore, Kind};
+use datastore::store::{Datastore, FileStore, Kind};
 use std::collections::HashSet;
 use std::sync::Arc;
 use support::*;

@@ -61,7 +61,7 @@ fn store_survives_sigkill_at_random_moments() {
         let (rc, out, err) = parse_output(child.wait_with_output().expect("reap child"));
         if was_killed {
             killed += 1;
-            if common::store::FileStore::has_unapplied_commit(&store).unwrap_or(false) {
+            if datastore::store::FileStore::has_unapplied_commit(&store).unwrap_or(false) {
                 interrupted_commits += 1;
             }
             // Consistent at every crash point, as the next process (which finishes the commit) sees it.

@@ -7,7 +7,7 @@ use cni_ipam::ipam::check::check_store;
 use cni_ipam::ipam::config::IpamConf;
 use cni_ipam::ipam::Owner;
 use cni_ipam::plugin;
-use common::store::{Datastore, EtcdStore, Key, Kind, Op};
+use datastore::store::{Datastore, EtcdStore, Key, Kind, Op};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;

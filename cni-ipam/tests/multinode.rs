@@ -3,9 +3,9 @@
 //! machine's interfaces) and is killed with its data dir by a guard. Needs root and etcd.
 mod support;
 use cni_ipam::ipam::check::check_store;
-use cni_ipam::ipam::records::{Affinity, IpamConfig};
 use cni_ipam::ipam::Block;
-use common::store::{Datastore, EtcdStore, Key, Kind};
+use datastore::ipam::records::{Affinity, IpamConfig};
+use datastore::store::{Datastore, EtcdStore, Key, Kind};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

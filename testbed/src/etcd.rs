@@ -3,8 +3,8 @@
 //! so nothing listens on the machine's interfaces and every node netns can reach the sockets. The guard kills
 //! the members and removes the data dir when dropped, also when the test fails; members also die with the
 //! process that started them (parent-death signal), and with `crate::clean_up_on_panic` on a panic that aborts.
-use common::store::etcd::TlsFiles;
-use common::store::{EtcdOptions, EtcdStore, Key};
+use datastore::store::etcd::TlsFiles;
+use datastore::store::{EtcdOptions, EtcdStore, Key};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,7 +159,7 @@ impl Etcd {
             let sockets = (0..self.members.len()).all(|m| self.dir.path().join(format!("c{m}:1")).exists());
             if sockets {
                 let store = EtcdStore::open(&opts).expect("etcd options");
-                let ready = common::store::Datastore::lock(&store).is_ok_and(|s| s.get(&Key::IpamConfig).is_ok());
+                let ready = datastore::store::Datastore::lock(&store).is_ok_and(|s| s.get(&Key::IpamConfig).is_ok());
                 if ready {
                     return;
                 }

@@ -4,12 +4,12 @@
 use super::show::{allocations, owner, Snapshot};
 use super::Args;
 use crate::error::IpamError;
-use crate::ipam::block::Attribute;
 use crate::ipam::check::check_store;
-use crate::ipam::endpoint::WorkloadEndpoint;
-use crate::ipam::records::{load, Handle};
 use crate::ipam::{Block, Ipam};
-use common::store::{Datastore, Key, Kind, Op};
+use datastore::ipam::block::Attribute;
+use datastore::ipam::records::{load, Handle};
+use datastore::resources::workloadendpoint::WorkloadEndpoint;
+use datastore::store::{Datastore, Key, Kind, Op};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

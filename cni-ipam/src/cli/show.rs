@@ -3,9 +3,9 @@
 use super::table::Table;
 use super::{config_table, ipam_config, Args};
 use crate::error::IpamError;
-use crate::ipam::records::decode;
 use crate::ipam::{Block, Ipam, Pool};
-use common::store::{Datastore, Kind};
+use datastore::ipam::records::decode;
+use datastore::store::{Datastore, Kind};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -36,7 +36,7 @@ pub(crate) fn owner(b: &Block) -> Option<&str> {
 }
 
 /// (ip, block, attribute) of every allocation.
-pub(crate) fn allocations(b: &Block) -> impl Iterator<Item = (IpAddr, u32, &crate::ipam::block::Attribute)> + '_ {
+pub(crate) fn allocations(b: &Block) -> impl Iterator<Item = (IpAddr, u32, &datastore::ipam::block::Attribute)> + '_ {
     b.allocations.iter().enumerate().filter_map(move |(ord, idx)| idx.and_then(|i| b.attributes.get(i)).map(|a| (b.ip(ord as u32), ord as u32, a)))
 }
 
@@ -45,7 +45,7 @@ fn pct(n: u128, total: u128) -> String {
     format!("{n} ({p:.0}%)")
 }
 
-fn allocated_to(a: &crate::ipam::block::Attribute) -> String {
+fn allocated_to(a: &datastore::ipam::block::Attribute) -> String {
     match (a.secondary.get("namespace"), a.secondary.get("pod")) {
         (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
         _ => a.handle_id.clone().unwrap_or_default(),

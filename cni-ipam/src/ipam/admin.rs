@@ -1,10 +1,10 @@
 //! Operator changes to pools and the IPAM config: validated in full before anything is written, then
 //! committed at once, so a bad file leaves the store untouched.
-use super::block::Block;
-use super::pool::{Pool, PoolResource};
-use super::records::{decode, encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use crate::error::IpamError;
-use common::store::{Json, Key, Kind, Op, Store};
+use datastore::ipam::block::Block;
+use datastore::ipam::records::{decode, encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
+use datastore::resources::ippool::{Pool, PoolResource};
+use datastore::store::{Json, Key, Kind, Op, Store};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;

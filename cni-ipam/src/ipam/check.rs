@@ -2,12 +2,12 @@
 //! block keeps its invariants, handles count exactly what the blocks hold, no address is in two blocks,
 //! confirmed affinities and index entries point at blocks affine to their host, every block is indexed,
 //! every attachment record's addresses are held by its attachment's handle and no address is in two records.
-use super::block::Block;
-use super::endpoint::WorkloadEndpoint;
-use super::pool::Pool;
-use super::records::{Affinity, Handle, HostBlocks, PoolBlocks, PoolNames};
 use crate::error::IpamError;
-use common::store::{Json, Key, Kind, Store};
+use datastore::ipam::block::Block;
+use datastore::ipam::records::{Affinity, Handle, HostBlocks, PoolBlocks, PoolNames};
+use datastore::resources::ippool::Pool;
+use datastore::resources::workloadendpoint::WorkloadEndpoint;
+use datastore::store::{Json, Key, Kind, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;

@@ -1,10 +1,10 @@
 //! The `ipam` section of the network config (Calico's key names) and the CNI_ARGS the plugin reads, parsed
 //! once into typed values. Unknown keys are ignored; a known key with a malformed value is an error naming it.
 use super::allocator::{Node, PoolRef};
-use super::pool::validate_pool_name;
 use crate::error::IpamError;
-use common::store::etcd::TlsFiles;
-use common::store::EtcdOptions;
+use datastore::resources::ippool::validate_pool_name;
+use datastore::store::etcd::TlsFiles;
+use datastore::store::EtcdOptions;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -73,7 +73,7 @@ impl RawEtcd {
         })?;
         let mut opts = EtcdOptions::new(&endpoints);
         for e in &opts.endpoints {
-            common::store::etcd::Endpoint::parse(e).map_err(|m| IpamError::Config(format!("etcd_endpoints: {m}")))?;
+            datastore::store::etcd::Endpoint::parse(e).map_err(|m| IpamError::Config(format!("etcd_endpoints: {m}")))?;
         }
         let file = |key: &str, v: Option<serde_json::Value>| -> Result<Option<PathBuf>, IpamError> {
             match string(key, v)?.filter(|s| !s.is_empty()) {

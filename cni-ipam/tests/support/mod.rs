@@ -1,7 +1,7 @@
 //! Helpers for tests that run the built `cni-ipam` exactly as a runtime does: env + stdin in, JSON out.
 #![allow(dead_code)]
 use cni_ipam::ipam::check::{check_store, Report};
-use common::store::{Datastore, FileStore};
+use datastore::store::{Datastore, FileStore};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -156,9 +156,9 @@ impl Rng {
 }
 
 /// Stores one pool (and optionally the IPAM config) the way `cni-ipam pool add` does.
-pub fn load_pool(store: &dyn common::store::Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<cni_ipam::ipam::records::IpamConfig>) {
+pub fn load_pool(store: &dyn datastore::store::Datastore, name: &str, cidr: &str, block_size: u8, cfg: Option<datastore::ipam::records::IpamConfig>) {
     use cni_ipam::ipam::admin::{apply, Resources};
-    use cni_ipam::ipam::pool::{PoolResource, PoolSpec};
+    use datastore::resources::ippool::{PoolResource, PoolSpec};
     let res = PoolResource::ippool(name, PoolSpec { cidr: cidr.into(), block_size: Some(block_size), ..Default::default() });
     let pool = cni_ipam::ipam::Pool::from_resource(&res).expect("pool");
     apply(&mut *store.lock().expect("lock"), &Resources { pools: vec![pool], config: cfg }).expect("apply pool");

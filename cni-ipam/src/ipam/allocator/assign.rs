@@ -2,10 +2,10 @@
 //! blocks, then a new claim, then borrowing) ending in one commit of block + handle (+ the attachment record).
 use super::{family, put, Assignment, Claimed, Ipam, Node, PoolRef, CLAIM_TRIES};
 use crate::error::IpamError;
-use crate::ipam::block::{Block, Owner};
-use crate::ipam::pool::Pool;
-use crate::ipam::records::{encode, Handle, HostBlock, PoolNames};
-use common::store::{Key, Op, Revision};
+use datastore::ipam::block::{Block, Owner};
+use datastore::ipam::records::{encode, Handle, HostBlock, PoolNames};
+use datastore::resources::ippool::Pool;
+use datastore::store::{Key, Op, Revision};
 use ipnet::IpNet;
 use std::net::IpAddr;
 

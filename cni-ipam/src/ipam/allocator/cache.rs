@@ -2,12 +2,12 @@
 //! round trip), every read goes through it, and typed accessors decode records straight from their text.
 use super::{put, Ipam};
 use crate::error::IpamError;
-use crate::ipam::block::Block;
-use crate::ipam::endpoint::WorkloadEndpoint;
-use crate::ipam::pool::Pool;
-use crate::ipam::records::decode;
-use crate::ipam::records::{Handle, HostBlocks, HostBlocksView, PoolBlocks, PoolNames};
-use common::store::{Key, Op, Record, Revision};
+use datastore::ipam::block::Block;
+use datastore::ipam::records::decode;
+use datastore::ipam::records::{Handle, HostBlocks, HostBlocksView, PoolBlocks, PoolNames};
+use datastore::resources::ippool::Pool;
+use datastore::resources::workloadendpoint::WorkloadEndpoint;
+use datastore::store::{Key, Op, Record, Revision};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 

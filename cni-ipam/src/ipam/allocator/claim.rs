@@ -2,10 +2,10 @@
 //! host and pool index), finishing interrupted claims, and the host index's `full` hints.
 use super::{put, Assignment, Claimed, Ipam, Node};
 use crate::error::IpamError;
-use crate::ipam::block::{affinity_host, Block, Owner};
-use crate::ipam::pool::Pool;
-use crate::ipam::records::{encode, Affinity, HostBlock, HostBlocksView};
-use common::store::{Key, Op, Revision};
+use datastore::ipam::block::{affinity_host, Block, Owner};
+use datastore::ipam::records::{encode, Affinity, HostBlock, HostBlocksView};
+use datastore::resources::ippool::Pool;
+use datastore::store::{Key, Op, Revision};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 

@@ -9,11 +9,11 @@
 //!
 //! One `impl Ipam` split by operation: `cache` (reads), `assign` (pool selection and assignment), `claim`
 //! (block claims and the indexes they keep), `release` (releases and GC).
-use super::block::{Block, Now};
-use super::endpoint::WorkloadEndpoint;
-use super::records::{encode, IpamConfig};
 use crate::error::IpamError;
-use common::store::{Key, Op, Record, Revision, Store};
+use datastore::ipam::block::{Block, Now};
+use datastore::ipam::records::{encode, IpamConfig};
+use datastore::resources::workloadendpoint::WorkloadEndpoint;
+use datastore::store::{Key, Op, Record, Revision, Store};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::cell::RefCell;

@@ -2,10 +2,10 @@
 //! addresses guarded by sequence numbers (operators), and CNI GC.
 use super::{Assignment, Ipam};
 use crate::error::IpamError;
-use crate::ipam::block::Block;
-use crate::ipam::records::decode;
-use crate::ipam::records::{encode, Handle};
-use common::store::{Key, Kind, Op};
+use datastore::ipam::block::Block;
+use datastore::ipam::records::decode;
+use datastore::ipam::records::{encode, Handle};
+use datastore::store::{Key, Kind, Op};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

@@ -1,15 +1,16 @@
 //! Allocator behaviour against the in-memory store.
 use super::*;
 use crate::ipam::admin::{apply, Resources};
-use crate::ipam::block::Owner;
+use crate::ipam::check;
 use crate::ipam::check::check_store;
 use crate::ipam::config::IpamConf;
-use crate::ipam::pool::{Pool, Selector};
-use crate::ipam::pool::{PoolResource, PoolSpec};
-use crate::ipam::{check, records};
 use crate::plugin;
-use common::store::Kind;
-use common::store::{Datastore, MemStore};
+use datastore::ipam::block::Owner;
+use datastore::ipam::records;
+use datastore::resources::ippool::{Pool, Selector};
+use datastore::resources::ippool::{PoolResource, PoolSpec};
+use datastore::store::Kind;
+use datastore::store::{Datastore, MemStore};
 use std::collections::BTreeSet;
 use std::collections::HashSet;
 
@@ -418,7 +419,7 @@ fn corrupt_records_are_errors_not_panics() {
 /// attempts, and nothing is written.
 #[test]
 fn a_conflict_storm_ends_in_code_11_and_writes_nothing() {
-    use common::store::{Kind, Op, Record, Revision, Store, StoreError};
+    use datastore::store::{Kind, Op, Record, Revision, Store, StoreError};
     struct Storm(MemStore);
     struct StormSession<'a>(Box<dyn Store + 'a>);
     impl Store for StormSession<'_> {

@@ -1,8 +1,8 @@
 //! IP pools: the `projectcalico.org/v3` IPPool resource as stored, its validation into a typed `Pool`, node
 //! selectors (Calico's selector language, from the `selector` crate), and the arithmetic that maps a pool's
 //! block indices to block CIDRs and back.
-use super::resource::{Metadata, Resource};
-use crate::error::IpamError;
+use super::{Metadata, Resource};
+use crate::error::ModelError;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,9 +56,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn from_resource(r: &PoolResource) -> Result<Pool, IpamError> {
+    pub fn from_resource(r: &PoolResource) -> Result<Pool, ModelError> {
         let name = &r.metadata.name;
-        let bad = |what: String| IpamError::InvalidPool { name: name.clone(), reason: what };
+        let bad = |what: String| ModelError::InvalidPool { name: name.clone(), reason: what };
         validate_pool_name(name).map_err(|e| bad(e.to_string()))?;
         if !r.kind.is_empty() && r.kind != KIND {
             return Err(bad(format!("kind must be IPPool, got {:?}", r.kind)));
@@ -86,7 +86,7 @@ impl Pool {
         if cidr.contains(&link_local) || link_local.contains(&cidr) {
             return Err(bad(format!("cidr {cidr} overlaps the link-local range {link_local}")));
         }
-        let mode = |field: &str, v: &Option<String>| -> Result<String, IpamError> {
+        let mode = |field: &str, v: &Option<String>| -> Result<String, ModelError> {
             match v.as_deref().unwrap_or("Never") {
                 m @ ("Never" | "Always" | "CrossSubnet") => Ok(m.to_string()),
                 "" => Ok("Never".to_string()),
@@ -207,7 +207,7 @@ fn fnv32(data: &[u8]) -> u32 {
 }
 
 /// Kubernetes object-name rules (DNS-1123 subdomain), which Calico applies to pool names.
-pub fn validate_pool_name(name: &str) -> Result<(), IpamError> {
+pub fn validate_pool_name(name: &str) -> Result<(), ModelError> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
@@ -216,7 +216,9 @@ pub fn validate_pool_name(name: &str) -> Result<(), IpamError> {
     if ok {
         Ok(())
     } else {
-        Err(IpamError::Config(format!("invalid pool name {name:?}: must be lowercase letters, digits, '-' or '.', starting and ending alphanumeric")))
+        Err(ModelError::InvalidName(format!(
+            "invalid pool name {name:?}: must be lowercase letters, digits, '-' or '.', starting and ending alphanumeric"
+        )))
     }
 }
 
@@ -311,8 +313,7 @@ mod tests {
         let mut r = res("10.0.0.0/16", None);
         r.spec.node_selector = Some("zone == 'a' | zone == 'b'".into());
         let err = Pool::from_resource(&r).unwrap_err();
-        assert!(matches!(err, IpamError::InvalidPool { .. }), "{err:?}");
+        assert!(matches!(err, ModelError::InvalidPool { .. }), "{err:?}");
         assert_eq!(err.to_string(), r#"invalid IP pool "p": nodeSelector: selector "zone == 'a' | zone == 'b'": expected '||' at 12"#);
-        assert_eq!(err.code(), common::cni::code::INVALID_CONFIG);
     }
 }

@@ -1,7 +1,7 @@
 //! The other stored records: handles, affinities and the IPAM config in Calico's format, plus calico-rs's three
 //! indexes (pool names, a host's blocks, a pool's claimed blocks) and typed load/encode helpers.
-use crate::error::IpamError;
-use common::store::{Json, Key, Revision, Store};
+use crate::error::ModelError;
+use crate::store::{Json, Key, Revision, Store};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Reads and decodes one record; a record that does not decode is reported as corrupt, naming its key.
-pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<(T, Revision)>, IpamError> {
+pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<(T, Revision)>, ModelError> {
     match store.get(key)? {
         None => Ok(None),
         Some(r) => decode(key, &r.value).map(|v| Some((v, r.rev))),
@@ -17,12 +17,12 @@ pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<
 }
 
 /// Decodes the record at `key`; one that does not decode is corrupt, and the error names its key.
-pub fn decode<T: DeserializeOwned>(key: &Key, value: &Json) -> Result<T, IpamError> {
-    value.decode().map_err(|e| IpamError::corrupt(key, e))
+pub fn decode<T: DeserializeOwned>(key: &Key, value: &Json) -> Result<T, ModelError> {
+    value.decode().map_err(|e| ModelError::corrupt(key, e))
 }
 
-pub fn encode<T: Serialize>(v: &T) -> Result<Json, IpamError> {
-    Json::encode(v).map_err(|e| IpamError::Internal(format!("encoding record: {e}")))
+pub fn encode<T: Serialize>(v: &T) -> Result<Json, ModelError> {
+    Json::encode(v).map_err(|e| ModelError::Encode(e.to_string()))
 }
 
 /// `/calico/ipam/v2/handle/<id>`: how many addresses the handle holds in each block.
@@ -79,17 +79,17 @@ impl Default for IpamConfig {
 
 impl IpamConfig {
     /// Calico's cross-field rules (enforced when the config is set, as `SetIPAMConfig` does).
-    pub fn validate(&self) -> Result<(), IpamError> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         if !self.strict_affinity && !self.auto_allocate_blocks {
-            return Err(IpamError::InvalidIpamConfig(
+            return Err(ModelError::InvalidIpamConfig(
                 "autoAllocateBlocks=false needs strictAffinity=true (otherwise no address could ever be found)".into(),
             ));
         }
         if self.max_blocks_per_host > 0 && !self.strict_affinity {
-            return Err(IpamError::InvalidIpamConfig("maxBlocksPerHost > 0 needs strictAffinity=true".into()));
+            return Err(ModelError::InvalidIpamConfig("maxBlocksPerHost > 0 needs strictAffinity=true".into()));
         }
         if self.max_blocks_per_host > 1_000_000 {
-            return Err(IpamError::InvalidIpamConfig("maxBlocksPerHost must be at most 1000000".into()));
+            return Err(ModelError::InvalidIpamConfig("maxBlocksPerHost must be at most 1000000".into()));
         }
         Ok(())
     }

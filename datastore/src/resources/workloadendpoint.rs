@@ -2,9 +2,9 @@
 //! interface), written in the same commit as the attachment's last address and deleted in the commit that
 //! releases them. DEL, CHECK and GC read it to tell whose an interface and an address are; a pod's record is
 //! per interface, not per sandbox, so a late DEL of an old sandbox finds the new sandbox's container ID in it.
-use super::resource::{Metadata, Resource};
+use super::{Metadata, Resource};
+use crate::store::Key;
 use common::attachment::Attachment;
-use common::store::Key;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! An allocation block exactly as Calico stores it (`AllocationBlock`): per-ordinal allocations pointing at
 //! shared attributes, a FIFO of free ordinals (take from the head, freed go to the tail, so the longest-free
 //! address is reused first), and sequence numbers that let a release refuse an address reused since.
-use super::pool::{ip_to_u128, u128_to_ip};
+use crate::resources::ippool::{ip_to_u128, u128_to_ip};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};

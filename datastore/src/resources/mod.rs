@@ -1,6 +1,9 @@
 //! The `projectcalico.org/v3` envelope every stored resource shares (`apiVersion`, `kind`, `metadata`, `spec`),
 //! as `calicoctl get -o json` prints it and Calico stores it under `/calico/resources/v3/`: one type for every
 //! kind, so each is read and written the same way.
+pub mod ippool;
+pub mod workloadendpoint;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
