@@ -506,7 +506,7 @@ pub fn gc(store: &dyn Datastore, network: &str, node: &str, valid: &BTreeSet<Val
     let mut session = store.lock()?;
     let mut released = 0;
     // Records first, each with its handle in one commit; then allocations that have no record.
-    for (key, rec) in session.list(Kind::Endpoint)? {
+    for (key, rec) in session.list(Kind::Resource(&datastore::resources::kinds::WORKLOAD_ENDPOINT))? {
         let Ok(ep) = rec.value.decode::<WorkloadEndpoint>() else { continue };
         if ep.spec.node != node || ep.network() != network {
             continue;

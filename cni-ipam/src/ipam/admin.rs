@@ -75,7 +75,7 @@ pub fn stored_pools(store: &dyn Store) -> Result<Vec<Pool>, IpamError> {
     let names = load::<PoolNames>(store, &Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
     let mut pools = Vec::new();
     for name in names {
-        let key = Key::Pool(name);
+        let key = Key::pool(name);
         if let Some((res, _)) = load::<PoolResource>(store, &key)? {
             pools.push(Pool::from_resource(&res).map_err(|e| IpamError::corrupt(&key, e))?);
         }
@@ -96,7 +96,7 @@ pub fn apply(store: &mut dyn Store, res: &Resources) -> Result<(), IpamError> {
                 check_overlap(pool, other)?;
             }
         }
-        let key = Key::Pool(pool.name.clone());
+        let key = Key::pool(pool.name.clone());
         match load::<PoolResource>(store, &key)? {
             Some((old, rev)) => {
                 let old = Pool::from_resource(&old).map_err(|e| IpamError::corrupt(&key, e))?;
@@ -193,11 +193,11 @@ pub fn update_config(store: &mut dyn Store, edit: impl FnOnce(&mut IpamConfig)) 
 /// stay in their blocks, as calicoctl leaves them, until released). Empty blocks go with the pool, together
 /// with their affinities and index entries, in one commit. Returns the number of records changed.
 pub fn delete_pool(store: &mut dyn Store, name: &str, force: bool) -> Result<usize, IpamError> {
-    let Some((res, rev)) = load::<PoolResource>(store, &Key::Pool(name.to_string()))? else {
+    let Some((res, rev)) = load::<PoolResource>(store, &Key::pool(name))? else {
         return Err(IpamError::PoolNotFound(name.to_string()));
     };
     let pool = Pool::from_resource(&res)?;
-    let mut ops = vec![Op::Delete { key: Key::Pool(pool.name.clone()), rev }];
+    let mut ops = vec![Op::Delete { key: Key::pool(pool.name.clone()), rev }];
     if let Some((mut names, nrev)) = load::<PoolNames>(store, &Key::PoolNames)? {
         names.names.retain(|n| *n != pool.name);
         ops.push(Op::Update { key: Key::PoolNames, value: encode(&names)?, rev: nrev });

@@ -88,9 +88,9 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
         b.ordinal(ip).and_then(|o| b.owner_of(o)).and_then(|a| a.handle_id.clone())
     };
     let mut recorded: BTreeMap<IpAddr, Key> = BTreeMap::new();
-    for (key, rec) in store.list(Kind::Endpoint)? {
+    for (key, rec) in store.list(Kind::Resource(&datastore::resources::kinds::WORKLOAD_ENDPOINT))? {
         let Some(ep) = decode_or_note::<WorkloadEndpoint>(&key, rec.value, p) else { continue };
-        let Key::Endpoint { namespace, name } = &key else { continue };
+        let Key::Resource { namespace, name, .. } = &key else { continue };
         if ep.metadata.namespace != *namespace || ep.metadata.name != *name {
             p.push(format!("{key}: holds the record of {}/{}", ep.metadata.namespace, ep.metadata.name));
         }
@@ -133,7 +133,7 @@ pub fn check_store(store: &dyn Store) -> Result<Report, IpamError> {
     };
     let mut pools = Vec::new();
     for name in names {
-        let key = Key::Pool(name);
+        let key = Key::pool(name);
         match store.get(&key)? {
             None => p.push(format!("pool index names {key}, which does not exist")),
             Some(rec) => match decode_or_note(&key, rec.value, p).map(|res| Pool::from_resource(&res)) {

@@ -2,7 +2,10 @@
 //! as `calicoctl get -o json` prints it and Calico stores it under `/calico/resources/v3/`: one type for every
 //! kind, so each is read and written the same way.
 pub mod ippool;
+pub mod kinds;
 pub mod workloadendpoint;
+
+pub use kinds::{kind_by_plural, kind_named, KindInfo, KINDS};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! interface), written in the same commit as the attachment's last address and deleted in the commit that
 //! releases them. DEL, CHECK and GC read it to tell whose an interface and an address are; a pod's record is
 //! per interface, not per sandbox, so a late DEL of an old sandbox finds the new sandbox's container ID in it.
+use super::kinds::WORKLOAD_ENDPOINT;
 use super::{Metadata, Resource};
 use crate::store::Key;
 use common::attachment::Attachment;
@@ -41,7 +42,7 @@ pub struct EndpointSpec {
 }
 
 pub fn endpoint_key(att: &Attachment, node: &str) -> Key {
-    Key::Endpoint { namespace: att.endpoint_namespace().to_string(), name: att.endpoint_name(node) }
+    Key::Resource { kind: &WORKLOAD_ENDPOINT, namespace: att.endpoint_namespace().to_string(), name: att.endpoint_name(node) }
 }
 
 impl Resource<EndpointSpec> {

@@ -7,6 +7,7 @@ pub mod file;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
 
+use crate::resources::kinds::{self, kind_by_plural, KindInfo, RESOURCE_PREFIX};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -97,10 +98,9 @@ pub enum Key {
     Handle(String),
     /// `/calico/ipam/v2/config`
     IpamConfig,
-    /// `/calico/resources/v3/projectcalico.org/ippools/<name>`
-    Pool(String),
-    /// `/calico/resources/v3/projectcalico.org/workloadendpoints/<namespace>/<name>`: one CNI attachment.
-    Endpoint { namespace: String, name: String },
+    /// A `projectcalico.org/v3` resource: `/calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>`
+    /// (`namespace` empty for cluster-scoped kinds).
+    Resource { kind: &'static KindInfo, namespace: String, name: String },
     /// Index: names of all pools, so an ADD never lists the pool directory.
     PoolNames,
     /// Index: the blocks affine to one host (both families), so an ADD never lists affinities.
@@ -116,8 +116,7 @@ pub enum Kind {
     Affinity,
     Handle,
     IpamConfig,
-    Pool,
-    Endpoint,
+    Resource(&'static KindInfo),
     PoolNames,
     HostBlocks,
     PoolBlocks,
@@ -127,8 +126,6 @@ const BLOCK_PREFIX: &str = "/calico/ipam/v2/assignment/";
 const HOST_PREFIX: &str = "/calico/ipam/v2/host/";
 const HANDLE_PREFIX: &str = "/calico/ipam/v2/handle/";
 const CONFIG_KEY: &str = "/calico/ipam/v2/config";
-const POOL_PREFIX: &str = "/calico/resources/v3/projectcalico.org/ippools/";
-const ENDPOINT_PREFIX: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
 const POOL_NAMES_KEY: &str = "/calico-rs/ipam/v1/pools";
 const HOST_BLOCKS_PREFIX: &str = "/calico-rs/ipam/v1/host/";
 const POOL_BLOCKS_PREFIX: &str = "/calico-rs/ipam/v1/poolblocks/";
@@ -158,8 +155,7 @@ impl Key {
             Key::Affinity { .. } => Kind::Affinity,
             Key::Handle(_) => Kind::Handle,
             Key::IpamConfig => Kind::IpamConfig,
-            Key::Pool(_) => Kind::Pool,
-            Key::Endpoint { .. } => Kind::Endpoint,
+            Key::Resource { kind, .. } => Kind::Resource(kind),
             Key::PoolNames => Kind::PoolNames,
             Key::HostBlocks(_) => Kind::HostBlocks,
             Key::PoolBlocks(_) => Kind::PoolBlocks,
@@ -175,8 +171,8 @@ impl Key {
             }
             Key::Handle(id) => format!("{HANDLE_PREFIX}{id}"),
             Key::IpamConfig => CONFIG_KEY.to_string(),
-            Key::Pool(name) => format!("{POOL_PREFIX}{name}"),
-            Key::Endpoint { namespace, name } => format!("{ENDPOINT_PREFIX}{namespace}/{name}"),
+            Key::Resource { kind, namespace, name } if kind.namespaced => format!("{}{namespace}/{name}", kind.prefix),
+            Key::Resource { kind, name, .. } => format!("{}{name}", kind.prefix),
             Key::PoolNames => POOL_NAMES_KEY.to_string(),
             Key::HostBlocks(host) => format!("{HOST_BLOCKS_PREFIX}{host}"),
             Key::PoolBlocks(net) => format!("{POOL_BLOCKS_PREFIX}{}/{}", family(net), cidr_for_key(net)),
@@ -200,11 +196,14 @@ impl Key {
             Key::Affinity { host: host.to_string(), cidr: parse_family_cidr(fam, cidr)? }
         } else if let Some(id) = path.strip_prefix(HANDLE_PREFIX) {
             Key::Handle(id.to_string())
-        } else if let Some(name) = path.strip_prefix(POOL_PREFIX) {
-            Key::Pool(name.to_string())
-        } else if let Some(rest) = path.strip_prefix(ENDPOINT_PREFIX) {
-            let (namespace, name) = rest.split_once('/')?;
-            Key::Endpoint { namespace: namespace.to_string(), name: name.to_string() }
+        } else if let Some(rest) = path.strip_prefix(RESOURCE_PREFIX) {
+            let (plural, rest) = rest.split_once('/')?;
+            let kind = kind_by_plural(plural)?;
+            let (namespace, name) = if kind.namespaced { rest.split_once('/')? } else { ("", rest) };
+            if name.is_empty() || name.contains('/') {
+                return None;
+            }
+            Key::Resource { kind, namespace: namespace.to_string(), name: name.to_string() }
         } else if let Some(host) = path.strip_prefix(HOST_BLOCKS_PREFIX) {
             Key::HostBlocks(host.to_string())
         } else if let Some(rest) = path.strip_prefix(POOL_BLOCKS_PREFIX) {
@@ -231,12 +230,23 @@ impl Kind {
             Kind::Affinity => HOST_PREFIX,
             Kind::Handle => HANDLE_PREFIX,
             Kind::IpamConfig => CONFIG_KEY,
-            Kind::Pool => POOL_PREFIX,
-            Kind::Endpoint => ENDPOINT_PREFIX,
+            Kind::Resource(kind) => kind.prefix,
             Kind::PoolNames => POOL_NAMES_KEY,
             Kind::HostBlocks => HOST_BLOCKS_PREFIX,
             Kind::PoolBlocks => POOL_BLOCKS_PREFIX,
         }
+    }
+}
+
+impl Key {
+    /// A cluster-scoped resource.
+    pub fn resource(kind: &'static KindInfo, name: impl Into<String>) -> Key {
+        Key::Resource { kind, namespace: String::new(), name: name.into() }
+    }
+
+    /// `/calico/resources/v3/projectcalico.org/ippools/<name>`
+    pub fn pool(name: impl Into<String>) -> Key {
+        Key::resource(&kinds::IPPOOL, name)
     }
 }
 
@@ -359,7 +369,7 @@ mod tests {
         assert_eq!(Key::Affinity { host: "node-1".into(), cidr: b }.path(), "/calico/ipam/v2/host/node-1/ipv4/block/10.244.1.0-26");
         assert_eq!(Key::Handle("k8s-pod-network.abc".into()).path(), "/calico/ipam/v2/handle/k8s-pod-network.abc");
         assert_eq!(Key::IpamConfig.path(), "/calico/ipam/v2/config");
-        assert_eq!(Key::Pool("p1".into()).path(), "/calico/resources/v3/projectcalico.org/ippools/p1");
+        assert_eq!(Key::pool("p1").path(), "/calico/resources/v3/projectcalico.org/ippools/p1");
     }
 
     #[test]
@@ -372,8 +382,9 @@ mod tests {
             Key::Affinity { host: "n1".into(), cidr: b6 },
             Key::Handle("net.c1".into()),
             Key::IpamConfig,
-            Key::Pool("default-ipv4-ippool".into()),
-            Key::Endpoint { namespace: "default".into(), name: "node--1-k8s-nginx-eth0".into() },
+            Key::pool("default-ipv4-ippool"),
+            Key::Resource { kind: &kinds::WORKLOAD_ENDPOINT, namespace: "default".into(), name: "node--1-k8s-nginx-eth0".into() },
+            Key::resource(&kinds::BGP_PEER, "to-rr"),
             Key::PoolNames,
             Key::HostBlocks("n1".into()),
             Key::PoolBlocks(b),

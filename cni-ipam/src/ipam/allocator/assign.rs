@@ -15,7 +15,7 @@ impl Ipam<'_> {
         let names = self.get::<PoolNames>(&Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
         let mut pools = Vec::with_capacity(names.len());
         for name in names {
-            let key = Key::Pool(name);
+            let key = Key::pool(name);
             if let Some((res, _)) = self.get(&key)? {
                 pools.push(Pool::from_resource(&res).map_err(|e| IpamError::corrupt(&key, e))?);
             }

@@ -43,7 +43,7 @@ impl Ipam<'_> {
         }
         let names = self.get::<PoolNames>(&Key::PoolNames)?.map(|n| n.0.names).unwrap_or_default();
         let (hb, _) = self.host_blocks(node)?;
-        let mut keys: Vec<Key> = names.into_iter().map(Key::Pool).collect();
+        let mut keys: Vec<Key> = names.into_iter().map(Key::pool).collect();
         keys.extend(hb.blocks.iter().map(|b| Key::Block(b.cidr)));
         self.prefetch(&keys)
     }

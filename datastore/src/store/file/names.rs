@@ -191,7 +191,8 @@ mod tests {
     /// Every kind's prefix survives in a hashed name's head, so `list` finds its records by name.
     #[test]
     fn every_kind_prefix_fits_in_a_hashed_head() {
-        let kinds = [Kind::Block, Kind::Affinity, Kind::Handle, Kind::IpamConfig, Kind::Pool, Kind::PoolNames, Kind::HostBlocks, Kind::PoolBlocks];
+        let mut kinds = vec![Kind::Block, Kind::Affinity, Kind::Handle, Kind::IpamConfig, Kind::PoolNames, Kind::HostBlocks, Kind::PoolBlocks];
+        kinds.extend(crate::resources::KINDS.iter().map(|k| Kind::Resource(k)));
         for kind in kinds {
             assert!(name_prefix(kind.prefix()).len() + 2 < HEAD_MAX, "{kind:?}");
         }
