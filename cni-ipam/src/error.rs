@@ -110,6 +110,7 @@ impl From<ModelError> for IpamError {
     fn from(e: ModelError) -> IpamError {
         match e {
             ModelError::InvalidPool { name, reason } => IpamError::InvalidPool { name, reason },
+            e @ ModelError::Invalid { .. } => IpamError::Config(e.to_string()),
             ModelError::InvalidName(m) => IpamError::Config(m),
             ModelError::InvalidIpamConfig(m) => IpamError::InvalidIpamConfig(m),
             ModelError::Corrupt { key, reason } => IpamError::Corrupt { key, reason },

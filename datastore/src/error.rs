@@ -4,6 +4,9 @@ use crate::store::{Key, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A resource document that fails validation: which resource, which field, why.
+    #[error("{kind} {name:?}: {field}: {reason}")]
+    Invalid { kind: &'static str, name: String, field: String, reason: String },
     #[error("invalid IP pool {name:?}: {reason}")]
     InvalidPool { name: String, reason: String },
     /// A resource name Calico would refuse (Kubernetes object-name rules).

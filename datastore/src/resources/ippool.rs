@@ -16,6 +16,14 @@ pub type PoolResource = Resource<PoolSpec>;
 
 pub const KIND: &str = "IPPool";
 
+/// `KindInfo::validate` for IPPool: the document as a pool, checked and with every default filled in.
+pub fn validate_document(doc: &serde_json::Value) -> Result<serde_json::Value, ModelError> {
+    let name = doc.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    let res: PoolResource = serde_json::from_value(doc.clone()).map_err(|e| ModelError::InvalidPool { name, reason: e.to_string() })?;
+    let pool = Pool::from_resource(&res)?;
+    serde_json::to_value(pool.to_resource()).map_err(|e| ModelError::Encode(e.to_string()))
+}
+
 impl Resource<PoolSpec> {
     pub fn ippool(name: impl Into<String>, spec: PoolSpec) -> PoolResource {
         Resource::new(KIND, Metadata::named(name), spec)

@@ -1,5 +1,7 @@
 //! The table of resource kinds: everything generic code (the store's keys, calicoctl, the agent's watch) needs
 //! to know of a kind, declared once. Adding a kind is one entry here plus its spec module.
+use crate::ModelError;
+use serde_json::Value;
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
@@ -17,27 +19,62 @@ pub struct KindInfo {
     pub names: &'static [&'static str],
     /// Whether names are scoped by a namespace (`<plural>/<namespace>/<name>`).
     pub namespaced: bool,
+    /// Checks a document of this kind as `calicoctl apply` does (unknown fields refused, every field's type
+    /// and rule, Calico's defaults filled in) and returns the resource as it is to be stored.
+    pub validate: fn(&Value) -> Result<Value, ModelError>,
 }
 
 macro_rules! kind {
-    ($name:ident, $kind:literal, $plural:literal, [$($n:literal),*], $namespaced:literal) => {
+    ($name:ident, $kind:literal, $plural:literal, [$($n:literal),*], $namespaced:literal, $validate:expr) => {
         pub static $name: KindInfo = KindInfo {
             kind: $kind,
             plural: $plural,
             prefix: concat!("/calico/resources/v3/projectcalico.org/", $plural, "/"),
             names: &[$($n),*],
             namespaced: $namespaced,
+            validate: $validate,
         };
     };
 }
 
 // calicoctl's names per kind: projectcalico/calico calicoctl/calicoctl/resourcemgr/*.go.
-kind!(IPPOOL, "IPPool", "ippools", ["ippool", "ippools", "ipp", "ipps", "pool", "pools"], false);
-kind!(IPAM_CONFIGURATION, "IPAMConfiguration", "ipamconfigurations", ["ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"], false);
-kind!(BGP_CONFIGURATION, "BGPConfiguration", "bgpconfigurations", ["bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"], false);
-kind!(BGP_PEER, "BGPPeer", "bgppeers", ["bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"], false);
-kind!(NODE, "Node", "nodes", ["node", "nodes", "no", "nos"], false);
-kind!(WORKLOAD_ENDPOINT, "WorkloadEndpoint", "workloadendpoints", ["workloadendpoint", "workloadendpoints", "wep", "weps"], true);
+kind!(IPPOOL, "IPPool", "ippools", ["ippool", "ippools", "ipp", "ipps", "pool", "pools"], false, super::ippool::validate_document);
+kind!(
+    IPAM_CONFIGURATION,
+    "IPAMConfiguration",
+    "ipamconfigurations",
+    ["ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"],
+    false,
+    envelope_only
+);
+kind!(
+    BGP_CONFIGURATION,
+    "BGPConfiguration",
+    "bgpconfigurations",
+    ["bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"],
+    false,
+    envelope_only
+);
+kind!(BGP_PEER, "BGPPeer", "bgppeers", ["bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"], false, envelope_only);
+kind!(NODE, "Node", "nodes", ["node", "nodes", "no", "nos"], false, envelope_only);
+kind!(WORKLOAD_ENDPOINT, "WorkloadEndpoint", "workloadendpoints", ["workloadendpoint", "workloadendpoints", "wep", "weps"], true, envelope_only);
+
+/// Checks only the envelope (apiVersion, kind, metadata.name): for kinds whose spec rules are not written yet.
+fn envelope_only(doc: &Value) -> Result<Value, ModelError> {
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let kind = doc.get("kind").and_then(Value::as_str).and_then(kind_named).map_or("resource", |k| k.kind);
+    let bad = |field: &str, reason: &str| ModelError::Invalid { kind, name: name.to_string(), field: field.into(), reason: reason.into() };
+    if doc.get("apiVersion").and_then(Value::as_str) != Some(super::API_VERSION) {
+        return Err(bad("apiVersion", "must be projectcalico.org/v3"));
+    }
+    if name.is_empty() {
+        return Err(bad("metadata.name", "is required"));
+    }
+    if !doc.get("spec").is_none_or(Value::is_object) {
+        return Err(bad("spec", "must be an object"));
+    }
+    Ok(doc.clone())
+}
 
 /// Every kind this model knows.
 pub static KINDS: &[&KindInfo] = &[&IPPOOL, &IPAM_CONFIGURATION, &BGP_CONFIGURATION, &BGP_PEER, &NODE, &WORKLOAD_ENDPOINT];
