@@ -16,6 +16,14 @@ pub enum Kind {
     /// One start of the plugin binary (CNI VERSION) through the same harness: what any exec'd plugin pays
     /// before it does anything, next to the in-process floor.
     ProcessStart,
+    /// cni-calico + cni-ipam (local store) from another build (`CRS_BASELINE_DIR`), interleaved with this one:
+    /// a before/after comparison under the same load.
+    Baseline,
+}
+
+/// Where the baseline build's cni-calico is, if a baseline is wanted.
+pub fn baseline_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("CRS_BASELINE_DIR").map(Into::into)
 }
 
 impl Kind {
@@ -43,6 +51,7 @@ pub fn label(kind: Kind) -> &'static str {
         Kind::PtpHostLocal => "ptp + host-local (Debian, reference)",
         Kind::Floor => "floor: cni-calico's netlink ops in-process",
         Kind::ProcessStart => "process start: cni-calico VERSION, same harness",
+        Kind::Baseline => "baseline build: cni-calico + cni-ipam (local store)",
     }
 }
 
@@ -70,12 +79,20 @@ impl Contender {
             Kind::PtpHostLocal => {
                 json!({"cniVersion": "1.0.0", "name": "b-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500, "ipam": host_local("ptp")})
             }
+            Kind::Baseline => {
+                if let Some(dir) = baseline_dir() {
+                    node.install("cni-calico-baseline", &dir.join("cni-calico"));
+                }
+                json!({"cniVersion": "1.0.0", "name": "b-calico-base", "type": "cni-calico-baseline",
+                    "ipam": {"type": "cni-ipam", "local_store_dir": node.path("store-base"), "nodename": "bench-node", "ipv4_pools": ["bench"]}})
+            }
             Kind::Floor => Value::Null,
             Kind::ProcessStart => json!({"cniVersion": "1.0.0"}),
         };
         let store = match &etcd {
             Some(etcd) => Some(vec!["--etcd-endpoints".into(), etcd.endpoints_csv()]),
             None if kind == Kind::CalicoIpam => Some(vec!["--store".into(), node.path("store").display().to_string()]),
+            None if kind == Kind::Baseline => Some(vec!["--store".into(), node.path("store-base").display().to_string()]),
             None => None,
         };
         if let Some(store) = store {
@@ -110,6 +127,7 @@ impl Contender {
     fn plugin(&self) -> &'static str {
         match self.kind {
             Kind::PtpHostLocal => "ptp",
+            Kind::Baseline => "cni-calico-baseline",
             _ => "cni-calico",
         }
     }

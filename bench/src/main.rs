@@ -76,6 +76,9 @@ fn main() {
             report += &format!("{skip}\n\n");
         }
     }
+    if contender::baseline_dir().is_some() {
+        kinds.insert(1, Kind::Baseline);
+    }
     let wanted = |section: &str| o.only.is_empty() || o.only.iter().any(|s| s == section);
     if wanted("sequential") {
         report += &sequential(&kinds, o.pods);
