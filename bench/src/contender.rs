@@ -199,6 +199,7 @@ fn floor_add(node: &Node, pod: &str, ip: std::net::IpAddr, host_if: &str) -> Dur
         host_if: host_if.to_string(),
         ifname: "eth0".into(),
         owner: "floor".into(),
+        maybe_v6: false,
         mtu: 1500,
         ips: vec![ip],
         allow_ip_forwarding: false,

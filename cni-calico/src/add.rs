@@ -20,6 +20,7 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
         host_if: host_if.clone(),
         ifname: att.ifname.clone(),
         owner: att.container_id.clone(),
+        maybe_v6: conf.may_assign_ipv6(req),
         mtu: conf.mtu(),
         ips: Vec::new(),
         allow_ip_forwarding: conf.container_settings.allow_ip_forwarding,

@@ -85,6 +85,22 @@ impl NetConf {
         }
     }
 
+    /// Whether this ADD may get an IPv6 address, as far as the config tells before IPAM answers: our IPAM
+    /// assigns IPv6 only when `assign_ipv6` is "true" or an IPv6 address is asked for; host-local only from
+    /// IPv6 ranges; any other plugin may.
+    pub fn may_assign_ipv6(&self, req: &Request) -> bool {
+        let ipam = req.config.get("ipam");
+        let has_colon = |v: Option<&serde_json::Value>| v.is_some_and(|v| v.to_string().contains(':'));
+        let asked = req.env.arg("IP").is_some_and(|ip| ip.contains(':'))
+            || has_colon(req.config.pointer("/runtimeConfig/ips"))
+            || has_colon(req.config.pointer("/args/cni/ips"));
+        match self.ipam.as_ref().map(|i| i.ipam_type.as_str()) {
+            Some("cni-ipam" | "calico-ipam") => asked || ipam.and_then(|i| i.get("assign_ipv6")).and_then(|v| v.as_str()) == Some("true"),
+            Some("host-local") => asked || has_colon(ipam.and_then(|i| i.get("ranges"))) || has_colon(ipam.and_then(|i| i.get("subnet"))),
+            _ => true,
+        }
+    }
+
     /// The IPAM plugin's binary name; every verb delegates to it.
     pub fn ipam_type(&self) -> Result<&str, CniError> {
         match &self.ipam {

@@ -29,6 +29,9 @@ pub struct Plan {
     /// The container ID, written as the alias of both ends: a DEL or CHECK of another container leaves
     /// the interface alone.
     pub owner: String,
+    /// Whether IPv6 may be assigned (known before IPAM answers): the host end's IPv6 gateway is then made
+    /// before the link comes up.
+    pub maybe_v6: bool,
     pub mtu: u32,
     pub ips: Vec<IpAddr>,
     pub allow_ip_forwarding: bool,
@@ -76,8 +79,6 @@ where
         let worker = s.spawn(move || -> Result<Link, Error> {
             let mut host = host;
             container_ns.enter_for_this_thread().ctx(|| "entering container namespace".into())?;
-            // Before the pair goes up, so that the kernel's word that the container end is active cannot be missed.
-            let mut events = LinkEvents::open().ctx(|| "subscribing to link changes in container namespace".into())?;
             let link = create_pair(&mut host, base, host_fd)?;
             let Some(peer) = link.peer_index else {
                 let _ = Netlink::open().and_then(|mut nl| nl.del_link(link.index));
@@ -86,7 +87,7 @@ where
             let _ = pair_tx.send((peer, host));
             let configured = match plan_rx.recv() {
                 // The host end is up once the plan comes (the other thread sent it after `bring_up_host`).
-                Ok(plan) => configure_container(&link, &plan).and_then(|()| await_active(&mut events, link.index, &base.ifname)),
+                Ok(plan) => configure_container(&link, &plan).and_then(|()| await_active(link.index, &base.ifname)),
                 Err(_) => Err(Error::Setup("host side failed".into())),
             };
             if let Err(e) = configured {
@@ -103,12 +104,13 @@ where
         let Ok((peer, mut host)) = pair_rx.recv() else {
             return joined(worker).map(|link| (link, base.clone()));
         };
-        let host_side = bring_up_host(&mut host, peer, base).and_then(|mut events| {
+        // The host end goes up second, so the kernel activates it at once (no wait for it, unlike the
+        // container end's in the worker).
+        let host_side = bring_up_host(&mut host, peer, base).and_then(|()| {
             let ips = addresses.and_then(|wait| wait())?;
             let plan = Plan { ips, ..base.clone() };
             let _ = plan_tx.send(plan.clone());
-            configure_host(&mut host, peer, &plan)?;
-            await_active(&mut events, peer, &plan.host_if).map(|()| plan)
+            configure_host(&mut host, peer, &plan).map(|()| plan)
         });
         drop(plan_tx);
         match (host_side, joined(worker)) {
@@ -171,28 +173,32 @@ fn create_pair(host: &mut Netlink, plan: &Plan, host_fd: i32) -> Result<Link, Er
 /// which the kernel makes when the end comes up and holds tentative (answering no neighbour solicitation)
 /// through DAD, or with DAD off until a workqueue job has cleared the flag: pods had no IPv6 gateway for 1-2 s
 /// after ADD, or for some ms under load. Made here first without DAD, it is usable at once (the kernel's own
-/// then finds it there). The family is not known yet: both fail harmlessly without IPv6, and make what the
-/// kernel would anyway with it. The subscription is for `await_active`.
-fn bring_up_host(host: &mut Netlink, index: u32, plan: &Plan) -> Result<LinkEvents, Error> {
+/// then finds it there). The family is not known yet: done when the config may assign IPv6 (`maybe_v6`), and
+/// both fail harmlessly without IPv6 in the kernel.
+fn bring_up_host(host: &mut Netlink, index: u32, plan: &Plan) -> Result<(), Error> {
+    if plan.maybe_v6 {
+        add_v6_gateway(host, index, plan);
+    }
+    let owner = Some(plan.owner.as_str()).filter(|o| !o.is_empty());
+    host.set_up_with_alias(index, owner).ctx(|| format!("setting {} up", plan.host_if))
+}
+
+fn add_v6_gateway(host: &mut Netlink, index: u32, plan: &Plan) {
     let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_dad", plan.host_if), "0");
     if let Ok(gateway) = IpNet::new(GATEWAY_V6.into(), 64) {
         let _ = host.add_address(index, gateway);
     }
-    let events = LinkEvents::open().ctx(|| "subscribing to link changes in host namespace".into())?;
-    let owner = Some(plan.owner.as_str()).filter(|o| !o.is_empty());
-    host.set_up_with_alias(index, owner).ctx(|| format!("setting {} up", plan.host_if))?;
-    Ok(events)
 }
 
 /// Waits, up to ACTIVATION_DEADLINE, until the kernel's link watch (a workqueue job that needs rtnl) has seen
 /// the carrier of a veth end set up in this thread's namespace. The end set up first (the container's) sends
 /// through the `noop` qdisc, dropping every packet, until then: under load that lasted past ADD's return and
-/// a pod's first ARP for the gateway was lost. The other end gets its operational state and IPv6 link-local
-/// address there. Usually no wait: the kernel runs the job in our GETLINK, or has run it meanwhile.
-fn await_active(events: &mut LinkEvents, index: u32, name: &str) -> Result<(), Error> {
+/// a pod's first ARP for the gateway was lost. Usually no wait: the kernel runs the job in our GETLINK, or has
+/// run it meanwhile.
+fn await_active(index: u32, name: &str) -> Result<(), Error> {
     let mut nl = Netlink::open().ctx(|| "opening netlink".into())?;
     let start = Instant::now();
-    let active = nl.await_oper_up(index, events, start + ACTIVATION_DEADLINE).ctx(|| format!("waiting for {name} to come up"))?;
+    let active = nl.await_oper_up(index, start + ACTIVATION_DEADLINE).ctx(|| format!("waiting for {name} to come up"))?;
     if !active {
         tracing::warn!(link = name, waited = ?start.elapsed(), "the kernel has not activated the link yet; its first packets may be lost");
     }
@@ -281,6 +287,10 @@ fn host_sysctls(plan: &Plan) -> Vec<(String, &'static str, bool)> {
 }
 
 fn configure_host(host: &mut Netlink, index: u32, plan: &Plan) -> Result<(), Error> {
+    if plan.has_v6() && !plan.maybe_v6 {
+        // The config gave no sign of IPv6: the gateway comes now, after the link (a short tentative window).
+        add_v6_gateway(host, index, plan);
+    }
     for (key, value, required) in host_sysctls(plan) {
         match sysctl::write(&key, value) {
             Ok(()) => {}
@@ -420,6 +430,7 @@ pub fn verify(container_ns: &NetNs, exp: &Expected) -> Result<(), Error> {
         host_if: exp.host_if.clone(),
         ifname: exp.ifname.clone(),
         owner: exp.owner.clone(),
+        maybe_v6: false,
         mtu: 0,
         ips: exp.ips.clone(),
         allow_ip_forwarding: false,

@@ -189,10 +189,17 @@ impl Netlink {
     /// A veth end set up before its peer has no carrier, and the kernel swaps its `noop` qdisc (which drops
     /// every packet) for the real one only in its link-watch work, run later on a workqueue under rtnl; the
     /// operational state turns UP in the same step (`ip link` shows `qdisc noqueue` all along). The GETLINK
-    /// runs that work right here on kernels that sync link watch there; on older ones the RTM_NEWLINK that
-    /// link watch sends when done arrives on `events`, which must have been opened before the peer went up.
-    pub fn await_oper_up(&mut self, index: u32, events: &mut LinkEvents, deadline: Instant) -> io::Result<bool> {
+    /// runs that work right here on kernels that sync link watch there, so usually this is one request; on
+    /// older ones it subscribes to link changes, asks once more (a change before the subscription would be
+    /// missed otherwise) and waits for link watch's RTM_NEWLINK.
+    pub fn await_oper_up(&mut self, index: u32, deadline: Instant) -> io::Result<bool> {
         let gone = || io::Error::from_raw_os_error(nix::libc::ENODEV);
+        match self.link_by_index(index)? {
+            Some(link) if link.oper_up => return Ok(true),
+            Some(_) => {}
+            None => return Err(gone()),
+        }
+        let mut events = LinkEvents::open()?;
         loop {
             match self.link_by_index(index)? {
                 Some(link) if link.oper_up => return Ok(true),
