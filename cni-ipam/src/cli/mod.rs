@@ -188,7 +188,7 @@ fn pool_add(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
             nat_outgoing: args.has("--nat-outgoing"),
             node_selector: args.get("--node-selector").map(str::to_string),
             disabled: args.has("--disabled"),
-            disable_bgp_export: false,
+            ..Default::default()
         },
     );
     let pool = Pool::from_resource(&res)?;

@@ -1,5 +1,6 @@
 //! The table of resource kinds: everything generic code (the store's keys, calicoctl, the agent's watch) needs
 //! to know of a kind, declared once. Adding a kind is one entry here plus its spec module.
+use super::validate::validate;
 use crate::ModelError;
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -38,14 +39,14 @@ macro_rules! kind {
 }
 
 // calicoctl's names per kind: projectcalico/calico calicoctl/calicoctl/resourcemgr/*.go.
-kind!(IPPOOL, "IPPool", "ippools", ["ippool", "ippools", "ipp", "ipps", "pool", "pools"], false, super::ippool::validate_document);
+kind!(IPPOOL, "IPPool", "ippools", ["ippool", "ippools", "ipp", "ipps", "pool", "pools"], false, validate::<super::ippool::PoolSpec>);
 kind!(
     IPAM_CONFIGURATION,
     "IPAMConfiguration",
     "ipamconfigurations",
     ["ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"],
     false,
-    envelope_only
+    validate::<super::ipamconfig::IpamConfigurationSpec>
 );
 kind!(
     BGP_CONFIGURATION,
@@ -53,28 +54,18 @@ kind!(
     "bgpconfigurations",
     ["bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"],
     false,
-    envelope_only
+    validate::<super::bgpconfig::BgpConfigurationSpec>
 );
-kind!(BGP_PEER, "BGPPeer", "bgppeers", ["bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"], false, envelope_only);
-kind!(NODE, "Node", "nodes", ["node", "nodes", "no", "nos"], false, envelope_only);
-kind!(WORKLOAD_ENDPOINT, "WorkloadEndpoint", "workloadendpoints", ["workloadendpoint", "workloadendpoints", "wep", "weps"], true, envelope_only);
-
-/// Checks only the envelope (apiVersion, kind, metadata.name): for kinds whose spec rules are not written yet.
-fn envelope_only(doc: &Value) -> Result<Value, ModelError> {
-    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let kind = doc.get("kind").and_then(Value::as_str).and_then(kind_named).map_or("resource", |k| k.kind);
-    let bad = |field: &str, reason: &str| ModelError::Invalid { kind, name: name.to_string(), field: field.into(), reason: reason.into() };
-    if doc.get("apiVersion").and_then(Value::as_str) != Some(super::API_VERSION) {
-        return Err(bad("apiVersion", "must be projectcalico.org/v3"));
-    }
-    if name.is_empty() {
-        return Err(bad("metadata.name", "is required"));
-    }
-    if !doc.get("spec").is_none_or(Value::is_object) {
-        return Err(bad("spec", "must be an object"));
-    }
-    Ok(doc.clone())
-}
+kind!(BGP_PEER, "BGPPeer", "bgppeers", ["bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"], false, validate::<super::bgppeer::BgpPeerSpec>);
+kind!(NODE, "Node", "nodes", ["node", "nodes", "no", "nos"], false, validate::<super::node::NodeSpec>);
+kind!(
+    WORKLOAD_ENDPOINT,
+    "WorkloadEndpoint",
+    "workloadendpoints",
+    ["workloadendpoint", "workloadendpoints", "wep", "weps"],
+    true,
+    validate::<super::workloadendpoint::EndpointSpec>
+);
 
 /// Every kind this model knows.
 pub static KINDS: &[&KindInfo] = &[&IPPOOL, &IPAM_CONFIGURATION, &BGP_CONFIGURATION, &BGP_PEER, &NODE, &WORKLOAD_ENDPOINT];

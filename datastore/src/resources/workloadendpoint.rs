@@ -3,7 +3,9 @@
 //! releases them. DEL, CHECK and GC read it to tell whose an interface and an address are; a pod's record is
 //! per interface, not per sandbox, so a late DEL of an old sandbox finds the new sandbox's container ID in it.
 use super::kinds::WORKLOAD_ENDPOINT;
-use super::{Metadata, Resource};
+use super::validate::{FieldError, Spec};
+use super::values::{check_name, MacAddr};
+use super::{Metadata, NoStatus, Resource};
 use crate::store::Key;
 use common::attachment::Attachment;
 use ipnet::IpNet;
@@ -63,6 +65,7 @@ impl Resource<EndpointSpec> {
             creation_timestamp: created.to_string(),
             labels,
             annotations,
+            ..Default::default()
         };
         Resource::new(
             KIND,
@@ -111,6 +114,27 @@ impl Resource<EndpointSpec> {
     pub fn same_slot(&self, att: &Attachment) -> bool {
         let pod = att.pod.as_ref().map(|p| p.name.as_str()).unwrap_or("");
         self.spec.endpoint == att.ifname && self.spec.pod == pod && (att.pod.is_some() || self.spec.container_id == att.container_id)
+    }
+}
+
+/// The spec here is calico-rs's subset of Calico's, so fields beyond it are not refused (the spec is read
+/// leniently); the envelope and metadata are checked as for every kind.
+impl Spec for EndpointSpec {
+    type Status = NoStatus;
+    const KIND: &'static super::KindInfo = &WORKLOAD_ENDPOINT;
+
+    fn check(res: &mut WorkloadEndpoint) -> Result<(), FieldError> {
+        let s = &res.spec;
+        check_name(&s.node).map_err(|e| FieldError::new("spec.node", e))?;
+        let iface_ok = (1..=15).contains(&s.interface_name.len())
+            && s.interface_name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !iface_ok {
+            return Err(FieldError::new("spec.interfaceName", format!("{:?} must be 1-15 letters, digits, '_', '.' or '-'", s.interface_name)));
+        }
+        if !s.mac.is_empty() {
+            s.mac.parse::<MacAddr>().map_err(|e| FieldError::new("spec.mac", e))?;
+        }
+        Ok(())
     }
 }
 
