@@ -1,7 +1,13 @@
 //! Test and benchmark bed: a "node" netns playing the host (with an uplink, as a real host has), pod netns
 //! as containers, and plugin runs exactly as a runtime does them (env + stdin, IPAM found through CNI_PATH).
 //! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
+//! `cluster` builds several such hosts on a shared fabric, with BGP daemons (`bird`, `frr`) for issue 13.
+pub mod bird;
+pub mod cluster;
+pub mod daemon;
 pub mod etcd;
+pub mod frr;
+pub mod host;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -40,7 +46,8 @@ pub fn clean_up_on_panic() {
         report(info);
         // try_lock: the panic may have struck while this thread held the lock; skipping beats deadlocking.
         if let Ok(live) = LIVE.try_lock() {
-            for undo in live.values() {
+            // Newest first, as the guards would drop: daemons before the hosts they run on.
+            for undo in live.values().rev() {
                 undo();
             }
         }
@@ -55,6 +62,19 @@ pub fn root_or_skip(test: &str) -> bool {
     assert!(std::env::var_os("CI").is_none(), "{test} needs root and CI must run it");
     eprintln!("SKIP {test}: needs root (network namespaces)");
     false
+}
+
+/// Polls `probe` (every 10 ms) until it returns `Ok`, for at most `timeout`; panics naming `what` and the
+/// probe's last `Err` (the state it saw) on timeout. The way to wait for a session or a route: never a sleep.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) if start.elapsed() >= timeout => panic!("timed out after {timeout:?} waiting for {what}: {state}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
 }
 
 pub fn ip(args: &[&str]) -> String {
@@ -185,14 +205,10 @@ impl Node {
         } else {
             Command::new(self.bin.join(plugin))
         };
-        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("CNI_PATH", &self.bin);
-        for (k, v) in env.iter().chain(extra_env) {
-            c.env(k, v);
-        }
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        plugin_env(&mut c, &self.bin, env, extra_env);
         // Spawned from a thread that has entered the node namespace: the child is born there, and std can use
         // posix_spawn (no fork of this process's memory, so the child's peak RSS is its own).
-        let (start, mut child) = std::thread::scope(|s| {
+        let (start, child) = std::thread::scope(|s| {
             s.spawn(|| {
                 nix::sched::setns(&node_ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter node netns");
                 let start = Instant::now();
@@ -201,22 +217,7 @@ impl Node {
             .join()
             .expect("spawner thread")
         });
-        // A plugin that rejects its env exits before reading stdin: a broken pipe here is its answer, not ours.
-        let _ = child.stdin.take().expect("stdin").write_all(stdin);
-        let (mut stdout, mut stderr) = (String::new(), String::new());
-        // Plugins print little on stderr, so reading stdout to its end first cannot fill the stderr pipe.
-        let _ = child.stdout.take().expect("stdout").read_to_string(&mut stdout);
-        let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
-        let (status, usage) = wait4(child.id() as i32);
-        Outcome {
-            code: status.code().unwrap_or(-1),
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-            stdout,
-            stderr,
-            elapsed: start.elapsed(),
-            max_rss_kb: usage.ru_maxrss,
-            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        }
+        finish_plugin(start, child, stdin)
     }
 
     /// Starts `plugin` from the node netns as `run` does, without waiting (to kill it mid-operation).
@@ -224,9 +225,7 @@ impl Node {
         let node_ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("node netns");
         let netns = pod.map(|p| format!("/run/netns/{p}")).unwrap_or_default();
         let mut c = Command::new(self.bin.join(plugin));
-        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("CNI_PATH", &self.bin);
-        c.envs([("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", ifname)]);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        plugin_env(&mut c, &self.bin, &[("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", &netns), ("CNI_IFNAME", ifname)], &[]);
         let mut child = std::thread::scope(|s| {
             s.spawn(|| {
                 nix::sched::setns(&node_ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter node netns");
@@ -254,24 +253,58 @@ impl Node {
 
     /// One ping from `ns` to `addr`, retried for at most `deadline` (the first ARP/ND may take a moment).
     pub fn ping(&self, ns: &str, addr: &str, deadline: Duration) -> bool {
-        let start = Instant::now();
-        let v6 = addr.contains(':');
-        for _ in 0..20 {
-            let ok = Command::new("ip")
-                .args(["netns", "exec", ns, "ping", if v6 { "-6" } else { "-4" }, "-c1", "-W1", addr])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return true;
-            }
-            if start.elapsed() > deadline {
-                break;
-            }
-        }
-        false
+        ping(ns, addr, deadline)
     }
+}
+
+/// A plugin's environment as a runtime sets it: nothing inherited but PATH, CNI_PATH = `bin`, then `env`.
+pub(crate) fn plugin_env(c: &mut Command, bin: &Path, env: &[(&str, &str)], extra_env: &[(&str, &str)]) {
+    c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("CNI_PATH", bin);
+    for (k, v) in env.iter().chain(extra_env) {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+}
+
+/// Feeds a spawned plugin its stdin, collects its output and reaps it with its resource usage.
+pub(crate) fn finish_plugin(start: Instant, mut child: std::process::Child, stdin: &[u8]) -> Outcome {
+    // A plugin that rejects its env exits before reading stdin: a broken pipe here is its answer, not ours.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    // Plugins print little on stderr, so reading stdout to its end first cannot fill the stderr pipe.
+    let _ = child.stdout.take().expect("stdout").read_to_string(&mut stdout);
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
+    let (status, usage) = wait4(child.id() as i32);
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr,
+        elapsed: start.elapsed(),
+        max_rss_kb: usage.ru_maxrss,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    }
+}
+
+/// One ping from netns `ns` to `addr`, retried for at most `deadline` (the first ARP/ND may take a moment).
+pub fn ping(ns: &str, addr: &str, deadline: Duration) -> bool {
+    let start = Instant::now();
+    let v6 = addr.contains(':');
+    for _ in 0..20 {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", ns, "ping", if v6 { "-6" } else { "-4" }, "-c1", "-W1", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return true;
+        }
+        if start.elapsed() > deadline {
+            break;
+        }
+    }
+    false
 }
 
 impl Drop for Node {
