@@ -32,6 +32,8 @@ pub enum IpamError {
     PoolNotFound(String),
     #[error("IP pool {0:?} is disabled")]
     PoolDisabled(String),
+    #[error("IP pool {pool:?} does not allow {purpose} addresses (allowedUses)")]
+    PoolUse { pool: String, purpose: String },
     #[error("no {family} IP pools configured")]
     NoPools { family: &'static str },
     #[error("no configured Calico pools for node {node}: no enabled {family} pool's nodeSelector matches it")]
@@ -82,7 +84,7 @@ impl IpamError {
                 code::INVALID_CONFIG
             }
             IpamError::Args(_) => code::INVALID_ENV,
-            IpamError::PoolNotFound(_) | IpamError::PoolDisabled(_) | IpamError::NoPools { .. } => NO_POOL,
+            IpamError::PoolNotFound(_) | IpamError::PoolDisabled(_) | IpamError::PoolUse { .. } | IpamError::NoPools { .. } => NO_POOL,
             IpamError::NoPoolForNode { .. } => NO_POOL,
             IpamError::PoolsExhausted { .. } => POOLS_EXHAUSTED,
             IpamError::BlockLimit { .. } => BLOCK_LIMIT,

@@ -2,9 +2,10 @@
 //! the whole operation and calls the allocator. `add`/`del`/`gc` below are store-generic for the unit tests.
 use crate::backend::{Backend, Retry};
 use crate::error::IpamError;
+use crate::ipam::allocator::node_key;
 use crate::ipam::allocator::EndpointWrite;
 use crate::ipam::config::{requested_ips, IpamConf, StoreConf};
-use crate::ipam::{Assignment, Ipam, Now, Owner, Pool};
+use crate::ipam::{Assignment, Ipam, Node, Now, Owner, Pool};
 use common::attachment::{split_handle, Attachment, DEFAULT_IFNAME};
 use common::cni::{code, CniError, CniResult, IpConfig, Plugin, Request, Route};
 use datastore::ipam::records::encode;
@@ -241,9 +242,13 @@ fn add_once(
     let node = &conf.node;
     let hkey = Key::Handle(owner.handle.clone());
     let ekey = ctx.map(|c| endpoint_key(c.att, &node.name));
-    let mut keys = vec![Key::PoolNames, Key::HostBlocks(node.name.clone()), hkey.clone()];
+    let mut keys = vec![Key::PoolNames, Key::HostBlocks(node.name.clone()), hkey.clone(), node_key(&node.name)];
     keys.extend(ekey.clone());
     let mut ipam = Ipam::open(session, &keys)?;
+    // Pool selectors see the Node resource's labels when the node has one (Calico's behaviour), else the
+    // config's `node_labels`.
+    let node_with_labels = ipam.node_labels(&node.name)?.map(|labels| Node { name: node.name.clone(), labels });
+    let node = node_with_labels.as_ref().unwrap_or(node);
     ipam.attachment = ekey.clone();
     let existing = match &ekey {
         Some(k) => ipam.endpoint(k)?,

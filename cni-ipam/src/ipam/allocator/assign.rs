@@ -46,6 +46,9 @@ impl Ipam<'_> {
                 if pool.disabled {
                     return Err(IpamError::PoolDisabled(pool.name.clone()));
                 }
+                if !pool.allows(self.purpose) {
+                    return Err(IpamError::PoolUse { pool: pool.name.clone(), purpose: self.purpose.to_string() });
+                }
                 if !out.iter().any(|p| p.name == pool.name) {
                     out.push(pool.clone());
                 }
@@ -55,7 +58,9 @@ impl Ipam<'_> {
         if all.is_empty() {
             return Err(IpamError::NoPools { family: fam });
         }
-        let usable: Vec<Pool> = all.into_iter().filter(|p| !p.disabled && p.node_selector.matches(&node.labels)).collect();
+        // As Calico: Manual pools only when asked for by name, and only pools allowing this use.
+        let usable: Vec<Pool> =
+            all.into_iter().filter(|p| !p.disabled && p.is_automatic() && p.allows(self.purpose) && p.node_selector.matches(&node.labels)).collect();
         if usable.is_empty() {
             return Err(IpamError::NoPoolForNode { node: node.name.clone(), family: fam });
         }
@@ -142,6 +147,9 @@ impl Ipam<'_> {
     pub fn assign_ip(&mut self, ip: IpAddr, node: &Node, owner: &Owner) -> Result<Assignment, IpamError> {
         let pools = self.pools()?;
         let pool = pools.iter().find(|p| !p.disabled && p.cidr.contains(&ip)).ok_or(IpamError::NotInPool(ip))?;
+        if !pool.allows(self.purpose) {
+            return Err(IpamError::PoolUse { pool: pool.name.clone(), purpose: self.purpose.to_string() });
+        }
         let cidr = pool.block_for_ip(ip);
         let mut found = self.block(cidr)?.filter(|(b, _)| !b.deleted);
         if found.is_none() {

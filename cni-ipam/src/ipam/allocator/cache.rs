@@ -10,6 +10,7 @@ use datastore::resources::workloadendpoint::WorkloadEndpoint;
 use datastore::store::{Key, Op, Record, Revision};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 
 impl Ipam<'_> {
     /// Reads every key not read yet in one `get_many`: on a remote store only (a local one reads lazily,
@@ -157,4 +158,25 @@ impl Ipam<'_> {
         }
         put(Key::PoolBlocks(pool.cidr), rev, &pb).map(Some)
     }
+
+    /// The labels of the Node resource named `node`, if there is one: what pool nodeSelectors are evaluated
+    /// against, as Calico does. Only the labels are read, so a Node with fields this build does not know
+    /// does not fail an ADD.
+    pub fn node_labels(&self, node: &str) -> Result<Option<BTreeMap<String, String>>, IpamError> {
+        #[derive(serde::Deserialize)]
+        struct Labels {
+            #[serde(default)]
+            labels: BTreeMap<String, String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct NodeLabels {
+            metadata: Labels,
+        }
+        Ok(self.get::<NodeLabels>(&node_key(node))?.map(|(n, _)| n.metadata.labels))
+    }
+}
+
+/// `/calico/resources/v3/projectcalico.org/nodes/<node>`
+pub fn node_key(node: &str) -> Key {
+    Key::resource(&datastore::resources::kinds::NODE, node)
 }

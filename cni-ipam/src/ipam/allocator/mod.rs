@@ -12,6 +12,7 @@
 use crate::error::IpamError;
 use datastore::ipam::block::{Block, Now};
 use datastore::ipam::records::{encode, IpamConfig};
+use datastore::resources::ippool::AllowedUse;
 use datastore::resources::workloadendpoint::WorkloadEndpoint;
 use datastore::store::{Key, Op, Record, Revision, Store};
 use ipnet::IpNet;
@@ -22,6 +23,7 @@ use std::net::IpAddr;
 
 mod assign;
 mod cache;
+pub use cache::node_key;
 mod claim;
 mod release;
 
@@ -93,6 +95,8 @@ pub struct Ipam<'s> {
     pub carry: Option<EndpointWrite>,
     /// The attachment record the addresses assigned now belong to: handles point at it.
     pub attachment: Option<Key>,
+    /// What the addresses are for: only pools whose `allowedUses` include it are used (pods: Workload).
+    pub purpose: AllowedUse,
 }
 
 /// An attachment record waiting for its last address.
@@ -119,8 +123,15 @@ impl<'s> Ipam<'s> {
 
     /// Reads the IPAM config together with `keys` (one round trip), keeping them for the allocator's reads.
     pub fn open(store: &'s mut dyn Store, keys: &[Key]) -> Result<Ipam<'s>, IpamError> {
-        let mut ipam =
-            Ipam { store, cache: RefCell::new(HashMap::new()), config: IpamConfig::default(), now: Now::system(), carry: None, attachment: None };
+        let mut ipam = Ipam {
+            store,
+            cache: RefCell::new(HashMap::new()),
+            config: IpamConfig::default(),
+            now: Now::system(),
+            carry: None,
+            attachment: None,
+            purpose: AllowedUse::Workload,
+        };
         let mut first = vec![Key::IpamConfig];
         first.extend(keys.iter().cloned());
         ipam.prefetch(&first)?;
