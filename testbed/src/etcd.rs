@@ -34,6 +34,8 @@ pub struct Etcd {
     pub dir: tempfile::TempDir,
     members: Vec<Option<Child>>,
     tls: bool,
+    /// Server certificate, key and CA, for members started again.
+    certs: Option<(PathBuf, PathBuf, PathBuf)>,
     /// This guard's entry in the panic-time cleanup (see `crate::clean_up_on_panic`).
     cleanup: Option<usize>,
 }
@@ -111,36 +113,56 @@ impl Etcd {
     /// cluster serves reads.
     pub fn start_with(members: usize, certs: Option<&Certs>) -> Etcd {
         let dir = tempfile::tempdir().expect("etcd tempdir");
-        let mut etcd = Etcd { dir, members: Vec::new(), tls: certs.is_some(), cleanup: None };
-        let cluster: Vec<String> = (0..members).map(|i| format!("m{i}=unix://p{i}:1")).collect();
-        let scheme = if certs.is_some() { "unixs" } else { "unix" };
+        let mut etcd = Etcd { dir, members: Vec::new(), tls: certs.is_some(), certs: None, cleanup: None };
+        etcd.certs = certs.map(|c| (c.server_cert.clone(), c.server_key.clone(), c.ca.clone()));
         for i in 0..members {
-            let mut c = Command::new("unshare");
-            c.current_dir(etcd.dir.path())
-                .arg("-n")
-                .arg(ETCD)
-                .args(["--name", &format!("m{i}"), "--data-dir", &format!("data{i}")])
-                .args(["--listen-client-urls", &format!("{scheme}://c{i}:1"), "--advertise-client-urls", &format!("{scheme}://c{i}:1")])
-                .args(["--listen-peer-urls", &format!("unix://p{i}:1"), "--initial-advertise-peer-urls", &format!("unix://p{i}:1")])
-                .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "calico-rs-test", "--logger", "zap", "--log-outputs", &format!("m{i}.log")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // SAFETY: the closure only makes one async-signal-safe syscall (prctl) between fork and exec.
-            // The signal survives unshare's exec of etcd: a bench killed by Ctrl-C takes its etcd with it.
-            unsafe {
-                c.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
-            }
-            if let Some(certs) = certs {
-                c.arg("--cert-file").arg(&certs.server_cert).arg("--key-file").arg(&certs.server_key);
-                c.arg("--client-cert-auth").arg("--trusted-ca-file").arg(&certs.ca);
-            }
-            etcd.members.push(Some(c.spawn().expect("start etcd")));
+            let child = etcd.spawn(i, members);
+            etcd.members.push(Some(child));
             etcd.arm_cleanup();
         }
         etcd.wait_ready(certs);
         etcd
+    }
+
+    /// Starts member `i` of `count` on its data dir (new, or the one it had before it was killed).
+    fn spawn(&self, i: usize, count: usize) -> Child {
+        let cluster: Vec<String> = (0..count).map(|m| format!("m{m}=unix://p{m}:1")).collect();
+        let scheme = if self.tls { "unixs" } else { "unix" };
+        let mut c = Command::new("unshare");
+        c.current_dir(self.dir.path())
+            .arg("-n")
+            .arg(ETCD)
+            .args(["--name", &format!("m{i}"), "--data-dir", &format!("data{i}")])
+            .args(["--listen-client-urls", &format!("{scheme}://c{i}:1"), "--advertise-client-urls", &format!("{scheme}://c{i}:1")])
+            .args(["--listen-peer-urls", &format!("unix://p{i}:1"), "--initial-advertise-peer-urls", &format!("unix://p{i}:1")])
+            .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "calico-rs-test", "--logger", "zap", "--log-outputs", &format!("m{i}.log")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the closure only makes one async-signal-safe syscall (prctl) between fork and exec.
+        // The signal survives unshare's exec of etcd: a bench killed by Ctrl-C takes its etcd with it.
+        unsafe {
+            c.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
+        }
+        if let Some((cert, key, ca)) = &self.certs {
+            c.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+            c.arg("--client-cert-auth").arg("--trusted-ca-file").arg(ca);
+        }
+        c.spawn().expect("start etcd")
+    }
+
+    /// Starts a killed member again on its data dir (it rejoins the cluster and catches up). Returns at once:
+    /// callers wait for what they need (a read served through it).
+    pub fn restart(&mut self, member: usize) {
+        assert!(self.members[member].is_none(), "member {member} is running");
+        // A killed member leaves its unix sockets behind, and etcd will not bind over them.
+        for sock in [format!("c{member}:1"), format!("p{member}:1")] {
+            let _ = std::fs::remove_file(self.dir.path().join(sock));
+        }
+        let child = self.spawn(member, self.members.len());
+        self.members[member] = Some(child);
+        self.arm_cleanup();
     }
 
     fn wait_ready(&mut self, certs: Option<&Certs>) {
@@ -246,6 +268,21 @@ impl Drop for Etcd {
 }
 
 impl Etcd {
+    /// Compacts the history up to `revision` (as an operator's or etcd's auto-compaction would): reads and
+    /// watches from before it fail. Through member `member`.
+    pub fn compact(&self, member: usize, revision: u64) {
+        let sock = self.dir.path().join(format!("c{member}:1"));
+        let body = format!(r#"{{"revision":"{revision}","physical":true}}"#);
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", "--unix-socket"])
+            .arg(&sock)
+            .args(["-d", &body, "http://localhost/v3/kv/compaction"])
+            .output()
+            .expect("run curl");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert!(v["header"].is_object(), "compaction to {revision}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+
     /// The member that currently leads (from each member's status), if one answers.
     pub fn leader(&self) -> Option<usize> {
         for i in 0..self.members.len() {

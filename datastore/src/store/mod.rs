@@ -1,11 +1,14 @@
 //! The IPAM record store: whole JSON records under Calico's etcd key layout, changed only by compare-and-swap
 //! on revisions. `Datastore::lock` opens a session that holds the node-wide lock; every read and write goes
 //! through that session. Implementations: `file` (the local default), `etcd` (etcd v3) and, in test builds
-//! only, `mem` (unit tests; `cfg(test)` here, the `testing` feature for other crates' tests).
+//! only, `mem` (unit tests; `cfg(test)` here, the `testing` feature for other crates' tests). A long-running
+//! reader follows a store without that lock: `Watchable::snapshot` (some key prefixes at one store revision)
+//! and `Watchable::watch` (the changes after it, or `Resync` when that history is gone); see `watch.rs`.
 pub mod etcd;
 pub mod file;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
+pub mod watch;
 
 use crate::resources::kinds::{self, kind_by_plural, KindInfo, RESOURCE_PREFIX};
 use ipnet::IpNet;
@@ -18,8 +21,10 @@ pub use etcd::{EtcdOptions, EtcdStore};
 pub use file::FileStore;
 #[cfg(any(test, feature = "testing"))]
 pub use mem::MemStore;
+pub use watch::{Change, Snapshot, Watchable, Watched, Watcher};
 
-/// Version of one record; changes on every write. 0 is never a valid revision.
+/// Version of one record (changes on every write), or a store-wide revision counting commits (see `watch.rs`).
+/// 0 is never a record's revision.
 pub type Revision = u64;
 
 /// A record and the revision it was read at.
@@ -248,6 +253,11 @@ impl Key {
     pub fn pool(name: impl Into<String>) -> Key {
         Key::resource(&kinds::IPPOOL, name)
     }
+}
+
+/// The key-path prefix of one host's block affinities (`/calico/ipam/v2/host/<host>/`), to snapshot or watch.
+pub fn affinity_prefix(host: &str) -> String {
+    format!("{HOST_PREFIX}{host}/")
 }
 
 impl fmt::Display for Key {

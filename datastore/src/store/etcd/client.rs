@@ -1,4 +1,5 @@
-//! A small synchronous client for etcd v3's JSON gateway (`POST /v3/kv/range`, `/v3/kv/txn`): HTTP/1.1
+//! A small synchronous client for etcd v3's JSON gateway (`POST /v3/kv/range`, `/v3/kv/txn`; `open_stream`
+//! and `post_to` give the watch in `watch.rs` a connection of its own to one member): HTTP/1.1
 //! keep-alive over TCP or a unix socket, TLS with client certificates through rustls (ring; the `tls` feature,
 //! without which https:// endpoints are a configuration error). The members are
 //! tried in order with fail-over on transport errors and on "no leader"-style answers; one deadline bounds
@@ -208,8 +209,57 @@ impl Client {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
     }
 
-    fn endpoint_list(&self) -> String {
+    pub(super) fn endpoint_list(&self) -> String {
         self.endpoints.iter().map(|e| e.url.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// How many members are configured.
+    pub(super) fn members(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// The member that answered last (where a new stream starts).
+    pub(super) fn preferred(&self) -> usize {
+        self.preferred.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn url(&self, idx: usize) -> &str {
+        &self.endpoints[idx].url
+    }
+
+    /// Opens a connection of its own to member `idx` and sends one POST on it, for a response that streams
+    /// (`watch.rs`): the caller reads it with `Conn::read_some`.
+    pub(super) fn open_stream(&self, idx: usize, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<Conn> {
+        let deadline = Instant::now() + self.timeout;
+        let mut conn = self.connect(idx, deadline)?;
+        conn.arm(deadline)?;
+        let ep = &self.endpoints[idx];
+        let mut req = format!("POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n", ep.host_header());
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let s = conn.io.get_mut();
+        s.write_all(&req)?;
+        s.flush()?;
+        Ok(conn)
+    }
+
+    /// POSTs to member `idx` alone, on a fresh connection, within the timeout: whether that member answers.
+    pub(super) fn post_to(&self, idx: usize, path: &str, body: &Value) -> io::Result<Value> {
+        let deadline = Instant::now() + self.timeout;
+        let mut conn = self.connect(idx, deadline)?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let (status, bytes, _) = conn.exchange(&self.endpoints[idx].host_header(), path, body.to_string().as_bytes(), deadline)?;
+        let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        if status != 200 {
+            let message = parsed["message"].as_str().or(parsed["error"].as_str()).unwrap_or("").to_string();
+            return Err(io::Error::other(format!("HTTP {status}: {message}")));
+        }
+        Ok(parsed)
     }
 
     /// POSTs a JSON body to `path` on the first member that answers.
@@ -336,7 +386,7 @@ fn transient(code: i64, message: &str) -> bool {
             .any(|m| message.contains(m))
 }
 
-struct Conn {
+pub(super) struct Conn {
     idx: usize,
     io: BufReader<Stream>,
 }
@@ -503,6 +553,13 @@ impl Conn {
             keep = false;
         }
         Ok((status, out, keep))
+    }
+
+    /// Reads what has arrived, waiting until `deadline` at most (then `WouldBlock` or `TimedOut`, after which
+    /// reading can go on: nothing is lost).
+    pub(super) fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.arm(deadline)?;
+        self.io.read(buf)
     }
 
     fn read_line(&mut self, line: &mut String, deadline: Instant) -> io::Result<()> {

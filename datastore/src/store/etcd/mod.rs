@@ -2,9 +2,13 @@
 //! transaction per commit (compares: create = `version == 0`, update/delete = `mod_revision == rev`), so a
 //! commit applies whole or not at all across every node. A session takes a node-local flock (like Calico's
 //! `/var/run/calico/ipam.lock`) to keep runtimes on one node from racing each other; across nodes, the
-//! compare-and-swap does the work.
+//! compare-and-swap does the work. A reader follows the store without that lock: snapshots are ranges at one
+//! revision, watches etcd's watch stream through the gateway (`watch.rs`).
 mod client;
+mod stream;
+mod watch;
 
+use super::watch::{distinct_prefixes, Snapshot, Watchable, Watcher};
 use super::{check_distinct, Datastore, Json, Key, Kind, Op, Record, Revision, Store, StoreError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -53,13 +57,14 @@ impl EtcdOptions {
 pub struct EtcdStore {
     client: Client,
     lock_file: Option<PathBuf>,
+    watch_probe: Duration,
 }
 
 impl EtcdStore {
     /// Checks the options and loads TLS material; no request is made until the first read.
     pub fn open(opts: &EtcdOptions) -> Result<EtcdStore, StoreError> {
         let client = Client::new(&opts.endpoints, opts.timeout, &opts.tls).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        Ok(EtcdStore { client, lock_file: opts.lock_file.clone() })
+        Ok(EtcdStore { client, lock_file: opts.lock_file.clone(), watch_probe: Duration::from_secs(10) })
     }
 
     /// Requests sent to etcd so far by this store (round-trip counting in tests and benchmarks).
@@ -76,17 +81,123 @@ impl EtcdStore {
         self.client.timeout()
     }
 
+    /// How long a watch stream may stay silent before its member is asked whether it still serves (default
+    /// 10 s): a member cut off from the others, or hung, sends nothing and closes nothing.
+    pub fn with_watch_probe(mut self, after: Duration) -> EtcdStore {
+        self.watch_probe = after;
+        self
+    }
+
     fn post(&self, path: &str, body: Value) -> Result<Response, StoreError> {
-        self.client.post(path, &body).map_err(|e| match e {
-            ClientError::Unavailable { endpoints, reason, kind } => {
-                StoreError::Io { path: format!("etcd {endpoints}"), source: std::io::Error::new(kind, reason) }
+        self.client.post(path, &body).map_err(store_error)
+    }
+
+    /// Every key-value under `prefix` at revision `at` (0: the current one), paged; returns the revision read.
+    fn range_prefix(&self, prefix: &str, at: Revision) -> Result<(Revision, Vec<(String, Record)>), RangeError> {
+        let end = B64.encode(prefix_end(prefix));
+        let mut from = prefix.as_bytes().to_vec();
+        let mut at_rev = at;
+        let mut out = Vec::new();
+        // Bounded: each page advances past its last key; a page of fewer than PAGE keys ends the scan.
+        for _ in 0..1_000_000 {
+            let mut req = json!({"key": B64.encode(&from), "range_end": end, "limit": PAGE.to_string()});
+            if at_rev > 0 {
+                req["revision"] = json!(at_rev.to_string());
             }
-            ClientError::Rejected { code: 3, message } => StoreError::Invalid(format!("etcd: {message}")),
-            ClientError::Rejected { code, message } => {
-                StoreError::Io { path: "etcd".into(), source: std::io::Error::other(format!("etcd refused the request: {message} (code {code})")) }
+            let r = self.client.post("/v3/kv/range", &req)?;
+            if at_rev == 0 {
+                at_rev = num(&r.body["header"]["revision"]);
             }
-            ClientError::Config(m) => StoreError::Invalid(m),
-        })
+            let kvs = r.body["kvs"].as_array().cloned().unwrap_or_default();
+            let mut last = None;
+            for kv in &kvs {
+                let (path, rec) = decode_kv(kv).map_err(RangeError::Failed)?;
+                last = Some(path.clone());
+                out.push((path, rec));
+            }
+            match (last, r.body["more"].as_bool().unwrap_or(false)) {
+                (Some(last), true) => {
+                    from = last.into_bytes();
+                    from.push(0);
+                }
+                _ => return Ok((at_rev, out)),
+            }
+        }
+        Err(RangeError::Failed(bad("listing", format!("{prefix} did not end"))))
+    }
+
+    /// Each prefix's ranges at the revision of the first answer.
+    fn snapshot_once(&self, prefixes: &[String]) -> Result<Snapshot, RangeError> {
+        let mut revision = 0;
+        let mut records = Vec::new();
+        for p in prefixes {
+            let (rev, kvs) = self.range_prefix(p, revision)?;
+            revision = rev;
+            records.extend(kvs.into_iter().filter_map(|(path, rec)| Some((Key::parse(&path)?, rec))));
+        }
+        if prefixes.is_empty() {
+            // Nothing to read, but the revision still says where a watch starts.
+            let r = self.client.post("/v3/kv/range", &json!({"key": b64("\0"), "count_only": true}))?;
+            revision = num(&r.body["header"]["revision"]);
+        }
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Snapshot { revision, records })
+    }
+}
+
+fn store_error(e: ClientError) -> StoreError {
+    match e {
+        ClientError::Unavailable { endpoints, reason, kind } => {
+            StoreError::Io { path: format!("etcd {endpoints}"), source: std::io::Error::new(kind, reason) }
+        }
+        ClientError::Rejected { code: 3, message } => StoreError::Invalid(format!("etcd: {message}")),
+        ClientError::Rejected { code, message } => {
+            StoreError::Io { path: "etcd".into(), source: std::io::Error::other(format!("etcd refused the request: {message} (code {code})")) }
+        }
+        ClientError::Config(m) => StoreError::Invalid(m),
+    }
+}
+
+/// A failed range, telling a compacted revision (gRPC OUT_OF_RANGE) from the rest.
+enum RangeError {
+    Compacted(StoreError),
+    Failed(StoreError),
+}
+
+impl From<ClientError> for RangeError {
+    fn from(e: ClientError) -> RangeError {
+        match e {
+            ClientError::Rejected { code: 11, .. } => RangeError::Compacted(store_error(e)),
+            e => RangeError::Failed(store_error(e)),
+        }
+    }
+}
+
+impl From<RangeError> for StoreError {
+    fn from(e: RangeError) -> StoreError {
+        match e {
+            RangeError::Compacted(e) | RangeError::Failed(e) => e,
+        }
+    }
+}
+
+/// Snapshots are ranges at one revision; watches are etcd's watch stream (`watch.rs`). Neither takes the
+/// node lock.
+impl Watchable for EtcdStore {
+    fn snapshot(&self, prefixes: &[&str]) -> Result<Snapshot, StoreError> {
+        let prefixes = distinct_prefixes(prefixes);
+        // A compaction between the first range and a later one takes the revision away: start again.
+        for _ in 0..2 {
+            match self.snapshot_once(&prefixes) {
+                Err(RangeError::Compacted(_)) => continue,
+                done => return done.map_err(StoreError::from),
+            }
+        }
+        self.snapshot_once(&prefixes).map_err(StoreError::from)
+    }
+
+    fn watch(&self, prefixes: &[&str], from: Revision) -> Result<Box<dyn Watcher + '_>, StoreError> {
+        Ok(Box::new(watch::EtcdWatcher::new(self, distinct_prefixes(prefixes), from)))
     }
 }
 
@@ -204,39 +315,8 @@ impl Store for EtcdSession<'_> {
 
     /// Pages through the kind's prefix at one revision, so the listing is a consistent snapshot.
     fn list(&self, kind: Kind) -> Result<Vec<(Key, Record)>, StoreError> {
-        let prefix = kind.prefix();
-        let end = B64.encode(prefix_end(prefix));
-        let mut from = prefix.as_bytes().to_vec();
-        let mut at_rev = 0u64;
-        let mut out = Vec::new();
-        // Bounded: each page advances past its last key; a page of fewer than PAGE keys ends the scan.
-        for _ in 0..1_000_000 {
-            let mut req = json!({"key": B64.encode(&from), "range_end": end, "limit": PAGE.to_string()});
-            if at_rev > 0 {
-                req["revision"] = json!(at_rev.to_string());
-            }
-            let r = self.store.post("/v3/kv/range", req)?;
-            if at_rev == 0 {
-                at_rev = num(&r.body["header"]["revision"]);
-            }
-            let kvs = r.body["kvs"].as_array().cloned().unwrap_or_default();
-            let mut last = None;
-            for kv in &kvs {
-                let (path, rec) = decode_kv(kv)?;
-                if let Some(key) = Key::parse(&path).filter(|k| k.kind() == kind) {
-                    out.push((key, rec));
-                }
-                last = Some(path);
-            }
-            match (last, r.body["more"].as_bool().unwrap_or(false)) {
-                (Some(last), true) => {
-                    from = last.into_bytes();
-                    from.push(0);
-                }
-                _ => return Ok(out),
-            }
-        }
-        Err(bad("listing", format!("{prefix} did not end")))
+        let (_, kvs) = self.store.range_prefix(kind.prefix(), 0)?;
+        Ok(kvs.into_iter().filter_map(|(path, rec)| Some((Key::parse(&path).filter(|k| k.kind() == kind)?, rec))).collect())
     }
 
     fn commit(&mut self, ops: &[Op]) -> Result<Vec<Revision>, StoreError> {

@@ -7,11 +7,13 @@
 //!
 //! This file opens the store and its sessions. The parts: `session.rs` (a session: reads, pending changes,
 //! commit, checkpoint, recovery), `wal.rs` (the log's format), `names.rs` (record file names), `fsops.rs`
-//! (the directory, spares and swaps, durability).
+//! (the directory, spares and swaps, durability), `watch.rs` (snapshots and watchers, without the lock; the
+//! store revision is the last log frame's number).
 mod fsops;
 mod names;
 mod session;
 mod wal;
+mod watch;
 
 use super::{Datastore, Store, StoreError};
 use session::FileSession;
@@ -80,3 +82,5 @@ fn log_err((path, e): (PathBuf, std::io::Error)) -> StoreError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watch_tests;

@@ -69,6 +69,18 @@ pub(super) fn name_prefix(path_prefix: &str) -> String {
     encode_name(path_prefix)
 }
 
+/// Whether the file `name` may hold a record whose key path starts with the prefix that `name_prefix` made
+/// `encoded`: a name starting with it, or a hashed name whose head was cut inside it (only the record then
+/// says whether its key is under the prefix).
+pub(super) fn may_be_under(name: &str, encoded: &str) -> bool {
+    name.starts_with(encoded) || (parse(name) == Some(Parsed::Hashed) && name.split_once(SEP).is_some_and(|(head, _)| encoded.starts_with(head)))
+}
+
+/// Whether `name` is a hashed name (its record alone names its key).
+pub(super) fn is_hashed(name: &str) -> bool {
+    parse(name) == Some(Parsed::Hashed)
+}
+
 /// Percent-encodes every byte outside `[A-Za-z0-9._-]` (so `/` and `%` never survive) and a leading dot
 /// (names starting with `.` are the store's own files).
 fn encode_name(path: &str) -> String {
@@ -186,6 +198,21 @@ mod tests {
         assert!(name.ends_with(&format!("~{digest}")));
         let abc: String = hmac_sha256::Hash::hash(b"abc").iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(abc, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    /// A watcher's prefix longer than a hashed head still finds the hashed names that may be under it.
+    #[test]
+    fn hashed_names_may_be_under_a_longer_prefix() {
+        let host = "n".repeat(253);
+        let prefix = crate::store::affinity_prefix(&host);
+        let key = Key::Affinity { host: host.clone(), cidr: "fd00::/122".parse().unwrap() }.path();
+        let name = file_name(&key);
+        assert!(is_hashed(&name));
+        assert!(may_be_under(&name, &name_prefix(&prefix)));
+        assert!(may_be_under(&name, &name_prefix(Kind::Affinity.prefix())));
+        assert!(!may_be_under(&name, &name_prefix("/calico/ipam/v2/host/m")));
+        let plain = file_name(&Key::Handle("h".into()).path());
+        assert!(may_be_under(&plain, &name_prefix(Kind::Handle.prefix())) && !may_be_under(&plain, &name_prefix(&prefix)));
     }
 
     /// Every kind's prefix survives in a hashed name's head, so `list` finds its records by name.

@@ -5,8 +5,10 @@
 //! a frame overwrites blocks that already exist: its `fdatasync` flushes data only and does not wait for a
 //! filesystem journal commit (only the commit that grows the file does, once per `GROW`). Layout: the magic at 0, the hint at `HINT_AT`, frames from `START`:
 //! `[magic u32][payload len u32][seq u64][crc32c u32 over len, seq and payload][payload]`, little endian.
-//! Seqs grow by one per commit for the life of the file; a checkpoint restarts frames at `START`, so a scan
-//! that follows consecutive seqs from `START` never walks into an older generation's leftovers.
+//! Seqs grow by one per commit for the life of the store (a fresh log after a replay goes on from the last
+//! one), so the seq of the last frame is the store's revision (`watch.rs`); a checkpoint restarts frames at
+//! `START`, so a scan that follows consecutive seqs from `START` never walks into an older generation's
+//! leftovers. Readers without the lock (`LogView`) trust only what their checksums say is whole.
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -152,7 +154,11 @@ impl Log {
             },
             None => {
                 let frames = log.scan(u64::MAX).map_err(io)?;
-                log.hint.seq = frames.last().map_or(0, |f| f.seq);
+                // Seqs are the store's revision (`watch.rs`) and must not go back when no frame follows the
+                // last checkpoint: a hint from another boot still names the last seq used (it is written
+                // after its frame's fdatasync, so it is never ahead of a durable frame).
+                let old = Hint::decode(&head[HINT_AT as usize..]).map_or(0, |h| h.seq);
+                log.hint.seq = frames.last().map_or(0, |f| f.seq).max(old);
                 State::Replay(frames)
             }
         };
@@ -248,33 +254,105 @@ impl Log {
     /// The frames since the last checkpoint, following consecutive seqs from `START` and stopping at the
     /// first torn, corrupt or stale frame, or at `limit`.
     pub(super) fn scan(&self, limit: u64) -> std::io::Result<Vec<Frame>> {
-        let size = self.file.metadata()?.len().min(limit);
-        let mut buf = vec![0u8; size.saturating_sub(START) as usize];
-        self.file.read_exact_at(&mut buf, START)?;
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut at = 0usize;
-        while let Some(f) = decode_frame(&buf[at..], frames.last().map(|f| f.seq + 1)) {
-            at += f.len as usize;
-            frames.push(f);
-        }
-        Ok(frames)
+        scan(&self.file, limit)
     }
 
-    /// The frame at `at` if it is whole, checksummed and carries `seq` (when given).
     fn frame_at(&self, at: u64, seq: Option<u64>) -> std::io::Result<Option<Frame>> {
-        let mut head = [0u8; FRAME_HEAD];
-        match self.file.read_exact_at(&mut head, at) {
+        frame_at(&self.file, at, seq)
+    }
+}
+
+/// The log opened read-only by a reader that does not hold the lock (snapshots and watchers, `watch.rs`).
+/// A session may be writing it meanwhile: what it reads counts only when its checksum says it is whole.
+pub(super) struct LogView {
+    file: File,
+    /// The log file's inode: a new one means the log was written afresh (after a replay).
+    pub ino: u64,
+}
+
+impl LogView {
+    /// `Ok(None)` if the store has no log (yet).
+    pub(super) fn open(dir: &Path) -> std::io::Result<Option<LogView>> {
+        use std::os::unix::fs::MetadataExt;
+        let file = match File::open(dir.join(LOG)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let ino = file.metadata()?.ino();
+        Ok(Some(LogView { file, ino }))
+    }
+
+    /// The hint as last written, whichever boot wrote it; `None` while it is torn (being written) or if the
+    /// file is not a log.
+    pub(super) fn hint(&self) -> std::io::Result<Option<Hint>> {
+        let mut head = [0u8; HINT_AT as usize + HINT_LEN];
+        match self.file.read_exact_at(&mut head, 0) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e),
         }
-        let Some(len) = frame_len(&head, seq) else { return Ok(None) };
-        let mut buf = vec![0u8; len];
-        match self.file.read_exact_at(&mut buf, at) {
-            Ok(()) => Ok(decode_frame(&buf, seq)),
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
+        Ok(Hint::decode(&head[HINT_AT as usize..]).filter(|_| &head[..MAGIC.len()] == MAGIC))
+    }
+
+    /// The frame at `at` if it is whole and carries `seq`.
+    pub(super) fn frame_at(&self, at: u64, seq: u64) -> std::io::Result<Option<Frame>> {
+        frame_at(&self.file, at, Some(seq))
+    }
+
+    /// The frames since the last checkpoint (as `Log::scan`), each with its offset.
+    pub(super) fn scan(&self) -> std::io::Result<Vec<(u64, Frame)>> {
+        let mut at = START;
+        Ok(scan(&self.file, u64::MAX)?
+            .into_iter()
+            .map(|f| {
+                let here = at;
+                at += f.len;
+                (here, f)
+            })
+            .collect())
+    }
+}
+
+/// See `Log::scan`.
+fn scan(file: &File, limit: u64) -> std::io::Result<Vec<Frame>> {
+    let size = file.metadata()?.len().min(limit);
+    let mut buf = vec![0u8; size.saturating_sub(START) as usize];
+    // The file may shrink under a reader (a fresh log renamed over it is a new inode, but a
+    // truncation is not impossible): read what is there.
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], START + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
+    }
+    buf.truncate(got);
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut at = 0usize;
+    while let Some(f) = decode_frame(&buf[at..], frames.last().map(|f| f.seq + 1)) {
+        at += f.len as usize;
+        frames.push(f);
+    }
+    Ok(frames)
+}
+
+/// The frame at `at` if it is whole, checksummed and carries `seq` (when given).
+fn frame_at(file: &File, at: u64, seq: Option<u64>) -> std::io::Result<Option<Frame>> {
+    let mut head = [0u8; FRAME_HEAD];
+    match file.read_exact_at(&mut head, at) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let Some(len) = frame_len(&head, seq) else { return Ok(None) };
+    let mut buf = vec![0u8; len];
+    match file.read_exact_at(&mut buf, at) {
+        Ok(()) => Ok(decode_frame(&buf, seq)),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
