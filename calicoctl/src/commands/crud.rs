@@ -231,7 +231,7 @@ pub fn delete(args: &Args) -> Result<()> {
 
 /// `calicoctl validate -f FILE`: the checks of `apply`, offline.
 pub fn validate(args: &Args) -> Result<()> {
-    args.allow("validate", &["filename", "recursive", "skip-empty"])?;
+    args.allow("validate", FILE_FLAGS)?;
     let items = load_items(args)?;
     if items.is_empty() {
         println!("No resources specified");
