@@ -4,7 +4,7 @@ use crate::args::Args;
 use crate::error::{CtlError, Result};
 
 pub fn run(args: &Args, words: &[&str]) -> Result<()> {
-    args.allow("node", &[])?;
+    args.allow("node", &["config"])?;
     match words {
         ["status", ..] => Err(CtlError::Unsupported(
             "calicoctl node status needs the calico-rs node agent (calico-node, which runs BIRD and owns the BGP sessions); \
