@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The five-minute tour: builds cni-calico and cni-ipam, makes a "node" network namespace with three pod
+# The five-minute tour: builds cni-calico, cni-ipam and calicoctl, makes a "node" network namespace with three pod
 # namespaces, wires the pods through the plugins exactly as a container runtime would, shows addresses,
 # routes, a ping matrix and IPAM block usage, then deletes everything. Needs root. Never touches the
 # machine's own network namespace: everything lives in namespaces this script creates and removes.
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 echo "== building (release)"
 source scripts/release.sh
-release_build --quiet -p cni-ipam
+release_build --quiet -p cni-ipam -p calicoctl
 
 T=$(mktemp -d /tmp/calico-rs-demo.XXXXXX)
 NODE=crs-demo-node
@@ -31,8 +31,10 @@ ip -n "$NODE" route add default via 192.0.2.2
 for p in "${PODS[@]}"; do ip netns add "$p"; done
 
 ln -s "$REL/cni-calico" "$T/bin/cni-calico"; ln -s "$REL/cni-ipam" "$T/bin/cni-ipam"
-IPAM=("$REL/cni-ipam" --store "$T/ipam")
-"${IPAM[@]}" pool add --name demo-pool --cidr 10.244.0.0/16 --block-size 26 >/dev/null
+printf 'apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec:\n  datastoreType: local\n  localStoreDir: %s\n' "$T/ipam" >"$T/calicoctl.cfg"
+CTL=("$REL/calicoctl" -c "$T/calicoctl.cfg")
+printf 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: demo-pool\nspec:\n  cidr: 10.244.0.0/16\n  blockSize: 26\n' \
+  | "${CTL[@]}" apply -f - >/dev/null
 cat > "$T/net.json" <<JSON
 {"cniVersion": "1.0.0", "name": "demo-net", "type": "cni-calico", "mtu": 1500,
  "ipam": {"type": "cni-ipam", "nodename": "demo-node", "local_store_dir": "$T/ipam", "ipv4_pools": ["demo-pool"]}}
@@ -71,8 +73,8 @@ for p in "${PODS[@]}"; do
   echo
 done
 
-echo; echo "== IPAM block usage (cni-ipam show --blocks)"
-"${IPAM[@]}" show --blocks | sed 's/^/  /'
+echo; echo "== IPAM block usage (calicoctl ipam show --show-blocks)"
+"${CTL[@]}" ipam show --show-blocks | sed 's/^/  /'
 
 echo; echo "== DEL"
 for p in "${PODS[@]}"; do
@@ -83,7 +85,7 @@ done
 echo; echo "== after DEL: node links, node routes, IPAM usage"
 ip -n "$NODE" -o link | awk -F': ' '{print "  link " $2}'
 ip -n "$NODE" route | sed 's/^/  route /'
-"${IPAM[@]}" show | sed 's/^/  /'
+"${CTL[@]}" ipam show | sed 's/^/  /'
 left=$(ip -n "$NODE" -o link | grep -c cali || true)
 if [ "$fail" -ne 0 ] || [ "$left" -ne 0 ]; then echo "demo FAILED"; exit 1; fi
 echo; echo "demo OK: 3 pods wired, all pings answered, everything removed"

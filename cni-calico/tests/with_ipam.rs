@@ -13,6 +13,14 @@ fn ipam_cli(node: &Node, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Addresses in use in the pool with this CIDR (`ipam show -o json`).
+fn in_use(node: &Node, cidr: &str) -> u64 {
+    let show: serde_json::Value = serde_json::from_str(&ipam_cli(node, &["show", "-o", "json"])).expect("show -o json");
+    let pools = show["pools"].as_array().cloned().unwrap_or_default();
+    let pool = pools.iter().find(|p| p["cidr"] == cidr).unwrap_or_else(|| panic!("no pool {cidr}: {show}"));
+    pool["inUse"].as_str().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{show}"))
+}
+
 /// cni-calico over cni-ipam with this node's local store, drawing from pool `pool`.
 fn ipam_conf(node: &Node, net: &str, pool: &str) -> serde_json::Value {
     json!({"cniVersion": "1.0.0", "name": net, "type": "cni-calico",
@@ -75,8 +83,7 @@ fn two_hundred_pods_from_eight_concurrent_runtimes() {
         node.run("cni-calico", "DEL", &cid(i), Some(&pods[i]), "eth0", &[], &with_prev(&conf, &results[i])).ok();
     });
     assert_eq!(handles_in_store(&node), Vec::<String>::new(), "handles left in the store");
-    let show = ipam_cli(&node, &["show"]);
-    assert!(show.lines().any(|l| l.contains("10.120.0.0/16") && l.contains(" 0 (0%)")), "allocations left:\n{show}");
+    assert_eq!(in_use(&node, "10.120.0.0/16"), 0, "allocations left");
     ipam_cli(&node, &["check"]);
     assert_eq!(node.ip_in(&node.name, &["-o", "link"]).lines().count(), 2, "only lo and the uplink remain");
 }
@@ -125,8 +132,7 @@ fn a_repeated_add_fails_without_taking_the_live_address() {
     // The first attachment still works and its address is still allocated to it.
     let addr = first["ips"][0]["address"].as_str().unwrap().trim_end_matches("/32").to_string();
     assert!(node.ping(&node.name, &addr, Duration::from_secs(3)));
-    let show = ipam_cli(&node, &["show"]);
-    assert!(!show.lines().any(|l| l.contains("10.122.0.0/24") && l.contains(" 0 (0%)")), "the live address was released:\n{show}");
+    assert_eq!(in_use(&node, "10.122.0.0/24"), 1, "the live address was released");
     node.run("cni-calico", "DEL", "again", Some(&pod), "eth0", &[], &with_prev(&conf, &first)).ok();
     assert_eq!(handles_in_store(&node), Vec::<String>::new());
 }
@@ -157,16 +163,20 @@ fn long_node_name_dual_stack(node: &mut Node, store: &[String], conf: serde_json
     assert!(in_pod.contains(a4) && in_pod.contains(a6), "{in_pod}");
     assert!(node.ping(&node.name, a4.trim_end_matches("/32"), Duration::from_secs(3)), "v4 from the node");
     node.run("cni-calico", "CHECK", &cid(1), Some(&pod), "eth0", &[], &with_prev(&conf, &res)).ok();
-    let in_use = |show: &str| -> Vec<String> {
-        show.lines().filter(|l| l.starts_with("IP Pool")).map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string()).collect()
+    let show =
+        |args: &[&str]| -> serde_json::Value { serde_json::from_str(&cli(&[&["show", "-o", "json"][..], args].concat())).expect("show -o json") };
+    let in_use = |v: &serde_json::Value| -> Vec<String> {
+        v["pools"].as_array().cloned().unwrap_or_default().iter().map(|p| p["inUse"].as_str().unwrap_or("").to_string()).collect()
     };
-    let show = cli(&["show", "--show-blocks"]);
-    assert_eq!(in_use(&show), ["1", "1"], "{show}");
-    assert_eq!(show.lines().filter(|l| l.starts_with("Block") && l.ends_with(&format!("host:{}", long_node()))).count(), 2, "{show}");
+    let usage = show(&["--show-blocks"]);
+    assert_eq!(in_use(&usage), ["1", "1"], "{usage}");
+    let affine: Vec<serde_json::Value> =
+        usage["pools"].as_array().cloned().unwrap_or_default().iter().flat_map(|p| p["blocks"].as_array().cloned().unwrap_or_default()).collect();
+    assert_eq!(affine.iter().filter(|b| b["affinity"] == format!("host:{}", long_node())).count(), 2, "{usage}");
     cli(&["check", "--node", &long_node()]);
     node.run("cni-calico", "DEL", &cid(1), Some(&pod), "eth0", &[], &with_prev(&conf, &res)).ok();
-    let show = cli(&["show"]);
-    assert_eq!(in_use(&show), ["0", "0"], "{show}");
+    let usage = show(&[]);
+    assert_eq!(in_use(&usage), ["0", "0"], "{usage}");
     cli(&["check"]);
     assert_eq!(node.ip_in(&node.name, &["-o", "link"]).lines().count(), 2, "only lo and the uplink remain");
 }

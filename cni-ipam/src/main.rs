@@ -1,4 +1,5 @@
-//! `cni-ipam`: a CNI IPAM plugin when `CNI_COMMAND` is set, operator commands otherwise.
+//! `cni-ipam`: a CNI IPAM plugin when `CNI_COMMAND` is set; run by hand, the old operator command lines,
+//! which now run calicoctl (see `cli`).
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cni = std::env::var_os("CNI_COMMAND").is_some();

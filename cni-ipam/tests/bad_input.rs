@@ -1,5 +1,6 @@
 //! Malformed configs, CIDRs, block sizes, pool names and args: each gives its CNI error (stdout JSON, right
-//! code, a message naming the problem, non-zero exit) and leaves the store byte-for-byte unchanged.
+//! code, a message naming the problem, non-zero exit) and leaves the store byte-for-byte unchanged. Bad pool
+//! files are calicoctl's now (calicoctl/tests/bad_input.rs).
 mod support;
 use serde_json::json;
 use support::*;
@@ -59,44 +60,4 @@ fn bad_plugin_input_is_rejected_without_touching_the_store() {
         assert!(out["msg"].as_str().unwrap_or_default().contains("CNI_CONTAINERID"), "{verb}: {out}");
     }
     assert_eq!(snapshot(&store), before, "store changed");
-}
-
-#[test]
-fn bad_operator_input_is_rejected_without_touching_the_store() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let store = tmp.path().join("store");
-    load(&store, tmp.path(), vec![pool("good-pool", "10.81.0.0/24", 28)]);
-    let before = snapshot(&store);
-    let spec = |name: &str, spec: serde_json::Value| json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name}, "spec": spec});
-    let files = vec![
-        ("blockSize too small", spec("p", json!({"cidr": "10.90.0.0/16", "blockSize": 19})), "blockSize 19"),
-        ("blockSize too large v6", spec("p", json!({"cidr": "fd00::/48", "blockSize": 129})), "blockSize 129"),
-        ("pool smaller than a block", spec("p", json!({"cidr": "10.90.0.0/28", "blockSize": 26})), "smaller than one block"),
-        ("CIDR with host bits", spec("p", json!({"cidr": "10.90.0.1/16"})), "host bits"),
-        ("not a CIDR", spec("p", json!({"cidr": "10.90.0.0"})), "not a CIDR"),
-        ("bad pool name", spec("Bad_Name", json!({"cidr": "10.90.0.0/16"})), "invalid pool name"),
-        ("overlapping pool", spec("other", json!({"cidr": "10.81.0.0/16"})), "overlaps"),
-        ("changed CIDR", spec("good-pool", json!({"cidr": "10.91.0.0/24", "blockSize": 28})), "cannot change"),
-        ("bad selector", spec("p", json!({"cidr": "10.90.0.0/16", "nodeSelector": "zone in {a}"})), "nodeSelector"),
-        ("bad encap", spec("p", json!({"cidr": "10.90.0.0/16", "ipipMode": "Sometimes"})), "ipipMode"),
-        ("link-local", spec("p", json!({"cidr": "169.254.0.0/16"})), "link-local"),
-        ("cidr not a string", spec("p", json!({"cidr": 10})), "spec.cidr"),
-        ("unknown kind", json!({"kind": "NetworkPolicy", "metadata": {"name": "x"}}), "unsupported kind"),
-        ("invalid IPAM config", ipam_config(false, 5), "maxBlocksPerHost"),
-    ];
-    for (what, item, msg) in files {
-        // A valid pool next to the bad item: all or nothing.
-        let file = write_pools(tmp.path(), json!([spec("fine", json!({"cidr": "10.92.0.0/24"})), item]));
-        let (rc, out, err) = operator(&store, &["pool", "load", "--file", file.to_str().unwrap_or_default()]);
-        assert_ne!(rc, 0, "{what}: should fail ({out})");
-        assert!(err.contains(msg), "{what}: {err:?} should mention {msg:?}");
-        assert_eq!(snapshot(&store), before, "{what}: store changed");
-    }
-    let (rc, _, err) = operator(&store, &["pool", "add", "--name", "x", "--cidr", "garbage"]);
-    assert_ne!(rc, 0);
-    assert!(err.contains("not a CIDR"), "{err}");
-    let (rc, _, err) = operator(&store, &["pool", "add", "--name", "x", "--cidr", "10.93.0.0/16", "--block-size", "40"]);
-    assert_ne!(rc, 0);
-    assert!(err.contains("blockSize 40"), "{err}");
-    assert_eq!(snapshot(&store), before);
 }

@@ -1,6 +1,7 @@
 //! Names as long as validation accepts them, on both stores: a 253-character node name (what Kubernetes
 //! allows), 253-character pool names and a long container ID, dual-stack, through ADD, CHECK and DEL of the
-//! binary and the operator commands (`show`, `check`, `release`) over what they wrote.
+//! binary and the operator commands (`show`, `check`, `release`, through the old command lines, which run
+//! calicoctl) over what they wrote.
 mod support;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -26,6 +27,11 @@ fn long_pool(family: &str) -> String {
 fn cli(store: &[String], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).env_clear().args(store).args(args).output().expect("run cni-ipam");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// The `IPS IN USE` count of a row of `ipam show`'s table (`| IP Pool  | CIDR | total | in use (%) | ...`).
+fn in_use(row: &str) -> Option<&str> {
+    row.split('|').nth(4).and_then(|c| c.split_whitespace().next())
 }
 
 fn ok(store: &[String], args: &[&str]) -> String {
@@ -63,8 +69,8 @@ fn long_names_flow(store: &[String], mut net: Net, tmp: &Path) {
 
     // The operator commands see both allocations, on this node's block of each pool.
     let show = ok(store, &["show", "--show-blocks"]);
-    assert!(show.lines().any(|l| l.starts_with("IP Pool") && l.contains("10.130.0.0/16") && l.split_whitespace().nth(4) == Some("2")), "{show}");
-    assert_eq!(show.lines().filter(|l| l.starts_with("Block")).count(), 2, "{show}");
+    assert!(show.lines().any(|l| l.starts_with("| IP Pool") && l.contains("10.130.0.0/16") && in_use(l) == Some("2")), "{show}");
+    assert_eq!(show.lines().filter(|l| l.starts_with("| Block")).count(), 2, "{show}");
     let who: Value = serde_json::from_str(&ok(store, &["show", "--ip", a6.split('/').next().unwrap_or_default(), "-o", "json"])).expect("JSON");
     assert_eq!((who["inUse"].as_bool(), who["handle"].as_str()), (Some(true), Some("test-net.c1")), "{who}");
     assert_eq!(who["attributes"]["node"].as_str(), Some(node.as_str()), "{who}");
@@ -86,11 +92,11 @@ fn long_names_flow(store: &[String], mut net: Net, tmp: &Path) {
     assert_ne!(net.run("CHECK", "c1", "").0, 0, "CHECK after DEL fails");
     assert_eq!(net.run("DEL", &long_cid, "").0, 0);
     let show = ok(store, &["show"]);
-    assert!(show.lines().filter(|l| l.starts_with("IP Pool")).all(|l| l.split_whitespace().nth(4) == Some("0")), "{show}");
+    assert!(show.lines().filter(|l| l.starts_with("| IP Pool")).all(|l| in_use(l) == Some("0")), "{show}");
     // The blocks stay affine to the node; a new ADD gets one of them again.
     let (rc, out, err) = net.run("ADD", "c2", "");
     assert_eq!(rc, 0, "{out} {err}");
-    assert_eq!(ok(store, &["show", "--show-blocks"]).lines().filter(|l| l.starts_with("Block")).count(), 2);
+    assert_eq!(ok(store, &["show", "--show-blocks"]).lines().filter(|l| l.starts_with("| Block")).count(), 2);
     assert_eq!(net.run("DEL", "c2", "").0, 0);
     let (rc, out, _) = cli(store, &["check"]);
     assert_eq!(rc, 0, "{out}");

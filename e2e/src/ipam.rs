@@ -26,42 +26,42 @@ impl Ipam {
     }
 
     /// Creates the pool in the store (cni-ipam allocates only from pools that exist, as Calico does), with
-    /// the operator command a user runs: `cni-ipam --store DIR pool add --name NAME --cidr CIDR`.
+    /// the command a user runs: `calicoctl apply -f -` of an IPPool, on the local store.
     pub fn prepare(&self) {
         if let Ipam::Calico { store, pools, .. } = self {
             for (i, pool) in pools.iter().enumerate() {
-                let mut c = std::process::Command::new(crate::built("cni-ipam"));
-                c.arg("--store").arg(store).args(["pool", "add", "--name", &format!("e2e-pool-{i}"), "--cidr", pool]);
+                let doc = format!("{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"IPPool\", \"metadata\": {{\"name\": \"e2e-pool-{i}\"}}, \"spec\": {{\"cidr\": \"{pool}\"}}}}");
+                let file = store.with_extension(format!("pool-{i}.json"));
+                std::fs::write(&file, doc).expect("write the pool file");
+                let mut c = calicoctl(store);
+                c.args(["apply", "-f"]).arg(&file);
                 crate::proc::run(&mut c, std::time::Duration::from_secs(30)).ok();
             }
         }
     }
 
-    /// `cni-ipam show --blocks`, the operator's view of the store (None for host-local).
+    /// `calicoctl ipam show --show-blocks -o json`, the operator's view of the store (None for host-local).
     pub fn show(&self) -> Option<String> {
         let Ipam::Calico { store, .. } = self else { return None };
-        let mut c = std::process::Command::new(crate::built("cni-ipam"));
-        c.arg("--store").arg(store).args(["show", "--blocks"]);
+        let mut c = calicoctl(store);
+        c.args(["ipam", "show", "--show-blocks", "-o", "json"]);
         Some(crate::proc::run(&mut c, std::time::Duration::from_secs(30)).ok())
     }
 
-    /// Addresses in use according to `cni-ipam show` (its "IP Pool" lines), to cross-check `allocations`.
+    /// Addresses in use according to `calicoctl ipam show` (its pools' `inUse`), to cross-check `allocations`.
     pub fn in_use_per_show(&self) -> Option<u64> {
         let text = self.show()?;
-        let mut total = 0;
-        for l in text.lines().filter(|l| l.starts_with("IP Pool")) {
-            let n = l.split_whitespace().nth(4).and_then(|t| t.parse::<u64>().ok());
-            total += n.unwrap_or_else(|| panic!("unexpected `cni-ipam show` line: {l}"));
-        }
-        Some(total)
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("`calicoctl ipam show -o json`: {e}: {text}"));
+        let pools = v["pools"].as_array().cloned().unwrap_or_default();
+        Some(pools.iter().map(|p| p["inUse"].as_str().and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("unexpected pool {p}"))).sum())
     }
 
-    /// Asserts that the store and `cni-ipam show` agree on how many addresses are in use, and returns it.
+    /// Asserts that the store and `calicoctl ipam show` agree on how many addresses are in use, and returns it.
     pub fn assert_in_use(&self, n: usize) {
         let allocs = self.allocations();
         assert_eq!(allocs.len(), n, "allocations in the store: {allocs:?}");
         if let Some(shown) = self.in_use_per_show() {
-            assert_eq!(shown as usize, n, "cni-ipam show disagrees:\n{}", self.show().unwrap_or_default());
+            assert_eq!(shown as usize, n, "calicoctl ipam show disagrees:\n{}", self.show().unwrap_or_default());
         }
     }
 
@@ -159,4 +159,14 @@ fn host_local_allocations(dir: &Path) -> BTreeMap<IpAddr, String> {
         }
     }
     out
+}
+
+/// calicoctl on the local store at `store` (a config file beside it, so nothing of the machine's is read).
+fn calicoctl(store: &std::path::Path) -> std::process::Command {
+    let cfg = store.with_extension("calicoctl.cfg");
+    let spec = format!("{{\"apiVersion\": \"projectcalico.org/v3\", \"kind\": \"CalicoAPIConfig\", \"spec\": {{\"datastoreType\": \"local\", \"localStoreDir\": \"{}\"}}}}", store.display());
+    std::fs::write(&cfg, spec).expect("write the calicoctl config");
+    let mut c = std::process::Command::new(crate::built("calicoctl"));
+    c.arg("--config").arg(cfg);
+    c
 }

@@ -44,7 +44,7 @@ pub fn built(name: &str) -> PathBuf {
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut c = std::process::Command::new(cargo);
-        c.args(["build", "--quiet", "-p", "cni-calico", "-p", "cni-ipam", "--bins"]).current_dir(e2e_dir());
+        c.args(["build", "--quiet", "-p", "cni-calico", "-p", "cni-ipam", "-p", "calicoctl", "--bins"]).current_dir(e2e_dir());
         let out = proc::run(&mut c, std::time::Duration::from_secs(900));
         assert!(!out.failed(), "building the plugins failed:\n{}", out.stderr);
     });

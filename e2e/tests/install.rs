@@ -1,4 +1,5 @@
-//! scripts/install.sh into temp dirs, with the debug binaries (--no-build --from): installs both plugins,
+//! scripts/install.sh into temp dirs, with the debug binaries (--no-build --from): installs both plugins and
+//! calicoctl (linked onto a PATH dir),
 //! writes the conflist only when asked, leaves an identical one alone, refuses to replace a different one
 //! before changing anything, and replaces it with --force keeping a backup. Needs no root.
 use e2e::proc::{self, Out};
@@ -13,6 +14,8 @@ fn install(bin: &Path, netd: &Path, extra: &[&str]) -> Out {
         .arg(testbed::target_dir())
         .arg("--bin-dir")
         .arg(bin)
+        .arg("--path-dir")
+        .arg(bin.with_file_name("path"))
         .arg("--conf-dir")
         .arg(netd)
         .args(extra);
@@ -23,6 +26,7 @@ fn install(bin: &Path, netd: &Path, extra: &[&str]) -> Out {
 fn install_script_installs_plugins_and_never_silently_overwrites_a_config() {
     e2e::built("cni-calico");
     e2e::built("cni-ipam");
+    e2e::built("calicoctl");
     let dir = tempfile::tempdir().expect("tempdir");
     let (bin, netd) = (dir.path().join("bin"), dir.path().join("net.d"));
     let conf = netd.join("10-calico-local.conflist");
@@ -30,17 +34,19 @@ fn install_script_installs_plugins_and_never_silently_overwrites_a_config() {
 
     // Plugins only: no config unless asked.
     let out = install(&bin, &netd, &[]).ok();
-    for p in ["cni-calico", "cni-ipam"] {
+    for p in ["cni-calico", "cni-ipam", "calicoctl"] {
         let meta = std::fs::metadata(bin.join(p)).unwrap_or_else(|e| panic!("{p} not installed: {e}"));
         assert!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0, "{p} not executable");
     }
     assert!(out.contains("cni-calico 0.1.0"), "prints the installed version: {out}");
+    let on_path = dir.path().join("path/calicoctl");
+    assert_eq!(std::fs::read_link(&on_path).ok(), Some(bin.join("calicoctl")), "calicoctl linked onto PATH: {out}");
     assert!(!conf.exists(), "config written without --write-conf");
 
     // --write-conf writes the example and tells how to create its pool; again, it is left as it is.
     let out = install(&bin, &netd, &["--write-conf"]).ok();
     assert_eq!(std::fs::read_to_string(&conf).expect("conf written"), example);
-    assert!(out.contains("pool add --name pool-0 --cidr 10.244.0.0/16"), "{out}");
+    assert!(out.contains("name: pool-0\\nspec:\\n  cidr: 10.244.0.0/16\\n' | DATASTORE_TYPE=local") && out.contains("calicoctl apply -f -"), "{out}");
     let out = install(&bin, &netd, &["--write-conf"]).ok();
     assert!(out.contains("already up to date"), "{out}");
 

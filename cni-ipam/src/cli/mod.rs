@@ -1,286 +1,293 @@
-//! Operator commands, used when `cni-ipam` runs with arguments instead of as a CNI plugin: the flags, which
-//! store to open (local directory, etcd, or whatever a network config names), and the pool / config commands.
-//! `show` lives in `show.rs`, `check` and `release` in `leaks.rs`.
-mod leaks;
-mod show;
-mod table;
-
-use crate::backend::Backend;
-use crate::error::IpamError;
-use crate::ipam::admin::{self, apply, delete_pool, parse_resources, rebuild_indexes, stored_pools, update_config, Resources};
+//! The operator commands cni-ipam had (`show`, `check`, `release`, `configure`, `config`, `pool`, `index`)
+//! are calicoctl's now (`calicoctl ipam ...`, `calicoctl apply|get|delete ippool`). Each old command line
+//! still works: it prints one line on stderr naming the calicoctl command, and runs it (found as `$CALICOCTL`,
+//! next to this binary, or on PATH), with the store the old flags named written to a temporary calicoctl
+//! config file.
 use crate::ipam::config::{IpamConf, StoreConf, DEFAULT_STORE_DIR};
-use crate::ipam::Pool;
-use datastore::ipam::records::IpamConfig;
-use datastore::resources::ippool::{PoolResource, PoolSpec};
-use datastore::store::etcd::TlsFiles;
-use datastore::store::{Datastore, EtcdOptions};
+use datastore::store::EtcdOptions;
+use serde_json::json;
 use std::collections::BTreeMap;
-use std::time::Duration;
-use table::Table;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 pub const USAGE: &str = "\
-cni-ipam: calico-rs IPAM plugin (CNI_COMMAND set) and operator commands (arguments given).
+cni-ipam: the calico-rs IPAM plugin; a container runtime runs it with CNI_COMMAND set.
 
-usage: cni-ipam [STORE] COMMAND [-o json]
-  show [--show-blocks] [--show-borrowed] [--show-configuration]
-                               pool and block usage (like calicoctl ipam show); --blocks = --show-blocks
-  show --ip IP                 who holds an address
-  check [--node N] [--valid-ids FILE] [--network NET] [--links] [-o REPORT.json]
-                               consistency and leaks: allocations of node N whose container is not in FILE
-                               (one ID per line) or whose recorded netns is gone, handles without addresses,
-                               blocks affine to no node, attachment records whose addresses their handle
-                               does not hold; --links (run in the node's network namespace): records
-                               against the veths here; exit 1 when problems are found
-  release --ip IP [--ip IP...] | --from-report REPORT.json
-  configure [--strict-affinity BOOL] [--max-blocks-per-host N] [--auto-allocate-blocks BOOL]
-                               (alias: config set; config show prints it)
-  pool add --name NAME --cidr CIDR [--block-size N] [--node-selector SEL] [--ipip-mode M]
-           [--vxlan-mode M] [--nat-outgoing] [--disabled]
-  pool list | pool delete --name NAME [--force] | pool load --file FILE
-  index rebuild                rebuild the pool/host indexes from the blocks
-STORE (default: --store /var/lib/calico-rs/ipam, the plugin's local_store_dir default):
-  --store DIR                  the local store
-  --etcd-endpoints URLS        etcd v3 (comma list); with --etcd-ca-cert-file F --etcd-cert-file F
-                               --etcd-key-file F --etcd-timeout SECS
-  --config FILE                the store a network config (.conf or .conflist) names, as the plugin reads it
+The operator commands moved to calicoctl (installed next to the plugins):
+  calicoctl ipam show [--show-blocks|--show-borrowed|--show-configuration|--ip IP]
+  calicoctl ipam check [--node N --valid-ids FILE] [--links] [-o REPORT.json]
+  calicoctl ipam release --ip IP | --from-report REPORT.json
+  calicoctl ipam configure --strictaffinity=true|false [--max-blocks-per-host N]
+  calicoctl apply -f pools.yaml, calicoctl get ippools, calicoctl delete ippool NAME
+The old spellings (cni-ipam [--store DIR | --etcd-endpoints URLS | --config NETCONF] show|check|release|
+configure|config|pool|index ...) still run them, with a note.
 ";
 
-/// Flags (`--name value`, `-o value`, or `--flag` alone) and the words before them. Repeated flags keep
-/// every value (`--ip a --ip b`).
-pub(crate) struct Args {
+/// Old flags that take no value.
+const SWITCHES: &[&str] =
+    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--links"];
+
+struct Old {
     words: Vec<String>,
     flags: BTreeMap<String, Vec<Option<String>>>,
 }
 
-const SWITCHES: &[&str] =
-    &["--nat-outgoing", "--disabled", "--blocks", "--show-blocks", "--show-borrowed", "--show-configuration", "--force", "--links"];
-
-fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let mut words = Vec::new();
-    let mut flags: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        if a.starts_with("--") || a == "-o" {
-            let (k, v) = match a.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None if SWITCHES.contains(&a.as_str()) => (a.clone(), None),
-                None => (a.clone(), Some(it.next().ok_or(format!("{a} needs a value"))?.clone())),
-            };
-            // calicoctl spells it --strictaffinity.
-            let k = if k == "--strictaffinity" { "--strict-affinity".to_string() } else { k };
-            flags.entry(k).or_default().push(v);
-        } else {
-            words.push(a.clone());
+impl Old {
+    fn parse(argv: &[String]) -> Result<Old, String> {
+        let mut old = Old { words: Vec::new(), flags: BTreeMap::new() };
+        let mut it = argv.iter();
+        while let Some(a) = it.next() {
+            if a.starts_with("--") || a == "-o" {
+                let (k, v) = match a.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None if SWITCHES.contains(&a.as_str()) => (a.clone(), None),
+                    None => (a.clone(), Some(it.next().ok_or(format!("{a} needs a value"))?.clone())),
+                };
+                let k = if k == "--strictaffinity" { "--strict-affinity".to_string() } else { k };
+                old.flags.entry(k).or_default().push(v);
+            } else {
+                old.words.push(a.clone());
+            }
         }
+        Ok(old)
     }
-    Ok(Args { words, flags })
-}
-
-impl Args {
-    pub(crate) fn get(&self, k: &str) -> Option<&str> {
+    fn get(&self, k: &str) -> Option<&str> {
         self.flags.get(k).and_then(|v| v.last()).and_then(|v| v.as_deref())
     }
-    pub(crate) fn all(&self, k: &str) -> Vec<&str> {
+    fn all(&self, k: &str) -> Vec<&str> {
         self.flags.get(k).map(|v| v.iter().filter_map(|x| x.as_deref()).collect()).unwrap_or_default()
     }
-    pub(crate) fn has(&self, k: &str) -> bool {
+    fn has(&self, k: &str) -> bool {
         self.flags.contains_key(k)
     }
-    fn bool(&self, k: &str) -> Result<Option<bool>, IpamError> {
-        self.get(k).map(|v| v.parse::<bool>().map_err(|_| IpamError::Config(format!("{k} must be true or false, got {v:?}")))).transpose()
-    }
-    /// `-o json`.
-    pub(crate) fn json(&self) -> bool {
-        self.get("-o") == Some("json")
-    }
 }
 
-/// Runs one operator command; returns the exit code.
-pub fn run(argv: &[String]) -> i32 {
-    let args = match parse_args(argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cni-ipam: {e}\n\n{USAGE}");
-            return 2;
+/// The calicoctl command line (and its stdin) that does what an old one did.
+fn translate(old: &Old) -> Result<(Vec<String>, Option<String>), String> {
+    let words: Vec<&str> = old.words.iter().map(String::as_str).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut stdin = None;
+    let pass = |out: &mut Vec<String>, from: &str, to: &str| {
+        for v in old.all(from) {
+            out.push(format!("{to}={v}"));
+        }
+        if old.all(from).is_empty() && old.has(from) {
+            out.push(to.to_string());
         }
     };
-    let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
-    if matches!(words.as_slice(), ["help"] | []) || args.has("--help") {
-        print!("{USAGE}");
-        return 0;
-    }
-    let result = open(&args).and_then(|store| match words.as_slice() {
-        ["pool", "add"] => pool_add(&store, &args),
-        ["pool", "list"] => pool_list(&store, &args),
-        ["pool", "delete"] => pool_delete(&store, &args),
-        ["pool", "load"] => pool_load(&store, &args),
-        ["config", "show"] => config_show(&store, &args),
-        ["config", "set"] | ["configure"] => config_set(&store, &args),
-        ["show"] => show::run(&store, &args),
-        ["check"] => leaks::check(&store, &args),
-        ["release"] => leaks::release(&store, &args),
-        ["index", "rebuild"] => {
-            let n = rebuild_indexes(&mut *store.lock()?)?;
-            println!("indexes rebuilt from {n} blocks");
-            Ok(0)
+    match words.as_slice() {
+        ["show"] => {
+            out.extend(["ipam", "show"].map(String::from));
+            if old.has("--blocks") {
+                out.push("--show-blocks".into());
+            }
+            for f in ["--show-blocks", "--show-borrowed", "--show-configuration", "--ip"] {
+                pass(&mut out, f, f);
+            }
+            pass(&mut out, "-o", "--output");
         }
-        _ => Err(IpamError::Config(format!("unknown command {:?}\n\n{USAGE}", words.join(" ")))),
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cni-ipam: {e}");
-            1
+        ["check"] => {
+            out.extend(["ipam", "check"].map(String::from));
+            for f in ["--node", "--valid-ids", "--network", "--links"] {
+                pass(&mut out, f, f);
+            }
+            if let Some(o) = old.get("-o") {
+                out.push(format!("--output={}", if o == "json" { "-" } else { o }));
+            }
         }
+        ["release"] => {
+            out.extend(["ipam", "release"].map(String::from));
+            for f in ["--ip", "--from-report", "--force"] {
+                pass(&mut out, f, f);
+            }
+        }
+        ["configure"] | ["config", "set"] => {
+            out.extend(["ipam", "configure"].map(String::from));
+            pass(&mut out, "--strict-affinity", "--strictaffinity");
+            pass(&mut out, "--max-blocks-per-host", "--max-blocks-per-host");
+            pass(&mut out, "--auto-allocate-blocks", "--auto-allocate-blocks");
+        }
+        ["config", "show"] => {
+            out.extend(["ipam", "show", "--show-configuration"].map(String::from));
+            pass(&mut out, "-o", "--output");
+        }
+        ["pool", "add"] => {
+            let need = |k: &str| old.get(k).map(str::to_string).ok_or_else(|| format!("pool add needs {k}"));
+            let mut spec = json!({"cidr": need("--cidr")?});
+            if let Some(b) = old.get("--block-size") {
+                spec["blockSize"] = b.parse::<u64>().map(Into::into).map_err(|_| format!("--block-size {b:?} is not a number"))?;
+            }
+            for (flag, field) in [("--node-selector", "nodeSelector"), ("--ipip-mode", "ipipMode"), ("--vxlan-mode", "vxlanMode")] {
+                if let Some(v) = old.get(flag) {
+                    spec[field] = v.into();
+                }
+            }
+            spec["natOutgoing"] = old.has("--nat-outgoing").into();
+            spec["disabled"] = old.has("--disabled").into();
+            let doc = json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": need("--name")?}, "spec": spec});
+            stdin = Some(doc.to_string());
+            out.extend(["apply", "-f", "-"].map(String::from));
+        }
+        ["pool", "list"] => {
+            let o = if old.get("-o") == Some("json") { "json" } else { "wide" };
+            out.extend(["get", "ippools", "-o", o].map(String::from));
+        }
+        ["pool", "delete"] => {
+            if old.has("--force") {
+                return Err("pool delete --force is gone: release the pool's addresses first (calicoctl ipam release)".into());
+            }
+            let name = old.get("--name").ok_or("pool delete needs --name NAME")?;
+            out.extend(["delete", "ippool", name].map(String::from));
+        }
+        ["pool", "load"] => {
+            let file = old.get("--file").ok_or("pool load needs --file FILE")?;
+            out.extend(["apply", "-f", file].map(String::from));
+        }
+        ["index", "rebuild"] => out.extend(["ipam", "rebuild-index"].map(String::from)),
+        _ => return Err(format!("unknown command {:?}\n\n{USAGE}", words.join(" "))),
     }
+    Ok((out, stdin))
 }
 
-/// The store the flags name. Operator commands take no node lock on etcd: their writes are CAS like any other.
-fn open(args: &Args) -> Result<Backend, IpamError> {
-    if let Some(file) = args.get("--config") {
-        let text = std::fs::read_to_string(file).map_err(|e| IpamError::Config(format!("reading {file}: {e}")))?;
-        let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| IpamError::Config(format!("{file} is not JSON: {e}")))?;
-        // A conflist: the first plugin with an ipam section, with the list's name and version.
+/// The calicoctl config (`CalicoAPIConfig`) for the store the old flags name.
+fn api_config(old: &Old) -> Result<serde_json::Value, String> {
+    let store = if let Some(file) = old.get("--config") {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
+        let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{file} is not JSON: {e}"))?;
+        // A conflist: the first plugin with an ipam section, with the list's name.
         if let Some(plugins) = v.get("plugins").and_then(|p| p.as_array()) {
-            let mut p = plugins
-                .iter()
-                .find(|p| p.get("ipam").is_some())
-                .cloned()
-                .ok_or_else(|| IpamError::Config(format!("{file}: no plugin has an ipam section")))?;
+            let mut p = plugins.iter().find(|p| p.get("ipam").is_some()).cloned().ok_or_else(|| format!("{file}: no plugin has an ipam section"))?;
             p["name"] = v["name"].clone();
             v = p;
         }
-        let mut conf = IpamConf::parse(&v)?;
-        if let StoreConf::Etcd(o) = &mut conf.store {
-            o.lock_file = None;
-        }
-        return Backend::open(&conf.store);
-    }
-    if let Some(endpoints) = args.get("--etcd-endpoints") {
+        IpamConf::parse(&v).map_err(|e| e.to_string())?.store
+    } else if let Some(endpoints) = old.get("--etcd-endpoints") {
         let mut o = EtcdOptions::new(endpoints);
-        let path = |k: &str| args.get(k).filter(|s| !s.is_empty()).map(Into::into);
-        o.tls = TlsFiles { ca: path("--etcd-ca-cert-file"), cert: path("--etcd-cert-file"), key: path("--etcd-key-file") };
-        if let Some(t) = args.get("--etcd-timeout") {
-            let secs: f64 = t.parse().map_err(|_| IpamError::Config(format!("--etcd-timeout {t:?} is not a number")))?;
-            if !(secs > 0.0 && secs <= 3600.0) {
-                return Err(IpamError::Config("--etcd-timeout must be between 0 and 3600 seconds".into()));
-            }
-            o.timeout = Duration::from_secs_f64(secs);
+        let path = |k: &str| old.get(k).filter(|s| !s.is_empty()).map(PathBuf::from);
+        o.tls = datastore::store::etcd::TlsFiles { ca: path("--etcd-ca-cert-file"), cert: path("--etcd-cert-file"), key: path("--etcd-key-file") };
+        if let Some(t) = old.get("--etcd-timeout") {
+            o.timeout = std::time::Duration::from_secs_f64(t.parse::<f64>().map_err(|_| format!("--etcd-timeout {t:?} is not a number"))?);
         }
-        return Backend::open(&StoreConf::Etcd(o));
-    }
-    Backend::open(&StoreConf::Local(args.get("--store").unwrap_or(DEFAULT_STORE_DIR).into()))
-}
-
-fn pool_add(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let need = |k: &str| args.get(k).map(str::to_string).ok_or_else(|| IpamError::Config(format!("pool add needs {k}")));
-    let block_size = args
-        .get("--block-size")
-        .map(|b| b.parse::<u8>().map_err(|_| IpamError::Config(format!("--block-size {b:?} is not a number"))))
-        .transpose()?;
-    let res = PoolResource::ippool(
-        need("--name")?,
-        PoolSpec {
-            cidr: need("--cidr")?,
-            block_size,
-            ipip_mode: args.get("--ipip-mode").map(str::to_string),
-            vxlan_mode: args.get("--vxlan-mode").map(str::to_string),
-            nat_outgoing: args.has("--nat-outgoing"),
-            node_selector: args.get("--node-selector").map(str::to_string),
-            disabled: args.has("--disabled"),
-            ..Default::default()
-        },
-    );
-    let pool = Pool::from_resource(&res)?;
-    apply(&mut *store.lock()?, &Resources { pools: vec![pool.clone()], config: None })?;
-    println!("pool {} ({}, /{} blocks) saved", pool.name, pool.cidr, pool.block_size);
-    Ok(0)
-}
-
-fn pool_list(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let session = store.lock()?;
-    let pools = stored_pools(&*session)?;
-    if args.json() {
-        let list: Vec<PoolResource> = pools.iter().map(Pool::to_resource).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"kind": "IPPoolList", "items": list})).unwrap_or_default());
-        return Ok(0);
-    }
-    let mut t = Table::new(&["NAME", "CIDR", "BLOCK SIZE", "IPIP", "VXLAN", "NAT", "DISABLED", "SELECTOR"]);
-    for p in &pools {
-        t.row(vec![
-            p.name.clone(),
-            p.cidr.to_string(),
-            p.block_size.to_string(),
-            p.ipip_mode.to_string(),
-            p.vxlan_mode.to_string(),
-            p.nat_outgoing.to_string(),
-            p.disabled.to_string(),
-            p.node_selector.source.clone(),
-        ]);
-    }
-    if pools.is_empty() {
-        let p = Pool::default_v4();
-        t.row(vec![p.name, p.cidr.to_string(), p.block_size.to_string(), "(implicit default: no pools configured)".into()]);
-    }
-    print!("{t}");
-    Ok(0)
-}
-
-fn pool_delete(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let name = args.get("--name").ok_or_else(|| IpamError::Config("pool delete needs --name NAME".into()))?;
-    let changed = delete_pool(&mut *store.lock()?, name, args.has("--force"))?;
-    println!("pool {name} deleted ({changed} records changed)");
-    Ok(0)
-}
-
-fn pool_load(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let file = args.get("--file").ok_or_else(|| IpamError::Config("pool load needs --file FILE".into()))?;
-    let text = std::fs::read_to_string(file).map_err(|e| IpamError::Config(format!("reading {file}: {e}")))?;
-    let res = parse_resources(&text)?;
-    apply(&mut *store.lock()?, &res)?;
-    println!("loaded {} pool(s){}", res.pools.len(), if res.config.is_some() { " and the IPAM configuration" } else { "" });
-    Ok(0)
-}
-
-pub(crate) fn ipam_config(store: &dyn Datastore) -> Result<IpamConfig, IpamError> {
-    admin::ipam_config(&*store.lock()?)
-}
-
-pub(crate) fn config_table(cfg: &IpamConfig) -> Table {
-    let mut t = Table::new(&["PROPERTY", "VALUE"]);
-    t.row(vec!["StrictAffinity".into(), cfg.strict_affinity.to_string()]);
-    t.row(vec!["AutoAllocateBlocks".into(), cfg.auto_allocate_blocks.to_string()]);
-    t.row(vec!["MaxBlocksPerHost".into(), format!("{} (effective {})", cfg.max_blocks_per_host, cfg.block_limit())]);
-    t
-}
-
-fn config_show(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let cfg = ipam_config(store)?;
-    if args.json() {
-        println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+        StoreConf::Etcd(o)
     } else {
-        print!("{}", config_table(&cfg));
-    }
-    Ok(0)
+        StoreConf::Local(old.get("--store").unwrap_or(DEFAULT_STORE_DIR).into())
+    };
+    let spec = match store {
+        StoreConf::Local(dir) => json!({"datastoreType": "local", "localStoreDir": dir}),
+        StoreConf::Etcd(o) => {
+            let file = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            json!({"datastoreType": "etcdv3", "etcdEndpoints": o.endpoints.join(","), "etcdCACertFile": file(&o.tls.ca),
+                   "etcdCertFile": file(&o.tls.cert), "etcdKeyFile": file(&o.tls.key), "etcdTimeout": o.timeout.as_secs_f64()})
+        }
+    };
+    Ok(json!({"apiVersion": "projectcalico.org/v3", "kind": "CalicoAPIConfig", "metadata": {}, "spec": spec}))
 }
 
-fn config_set(store: &dyn Datastore, args: &Args) -> Result<i32, IpamError> {
-    let strict = args.bool("--strict-affinity")?;
-    let auto = args.bool("--auto-allocate-blocks")?;
-    let max = args
-        .get("--max-blocks-per-host")
-        .map(|v| v.parse::<u32>().map_err(|_| IpamError::Config(format!("--max-blocks-per-host {v:?} is not a number"))))
-        .transpose()?;
-    update_config(&mut *store.lock()?, |cfg| {
-        if let Some(v) = strict {
-            cfg.strict_affinity = v;
+/// `$CALICOCTL`, else `calicoctl` next to this binary, else on PATH.
+fn calicoctl() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CALICOCTL").filter(|p| !p.is_empty()) {
+        return Some(p.into());
+    }
+    let sibling = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("calicoctl")));
+    if let Some(s) = sibling.filter(|s| s.exists()) {
+        return Some(s);
+    }
+    std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|d| d.join("calicoctl")).find(|p| p.exists()))
+}
+
+/// Runs an old operator command line through calicoctl; returns the exit code.
+pub fn run(argv: &[String]) -> i32 {
+    match alias(argv) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cni-ipam: {e}");
+            2
         }
-        if let Some(v) = auto {
-            cfg.auto_allocate_blocks = v;
-        }
-        if let Some(v) = max {
-            cfg.max_blocks_per_host = v;
-        }
-    })?;
-    config_show(store, args)
+    }
+}
+
+fn alias(argv: &[String]) -> Result<i32, String> {
+    let old = Old::parse(argv)?;
+    let (args, stdin) = translate(&old)?;
+    let config = api_config(&old)?;
+    let store = match config["spec"]["datastoreType"].as_str() {
+        Some("local") => format!("local store {}", config["spec"]["localStoreDir"].as_str().unwrap_or_default()),
+        _ => format!("etcd {}", config["spec"]["etcdEndpoints"].as_str().unwrap_or_default()),
+    };
+    eprintln!("cni-ipam {}: deprecated; this runs `calicoctl {}` on the {store}", old.words.join(" "), args.join(" "));
+    let bin = calicoctl().ok_or("calicoctl was not found ($CALICOCTL, next to cni-ipam, or on PATH); scripts/install.sh installs it")?;
+    let cfg_path = std::env::temp_dir().join(format!("cni-ipam-calicoctl-{}-{}.cfg", std::process::id(), nanos()));
+    let _guard = TempFile::create(&cfg_path, config.to_string().as_bytes())?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--config").arg(&cfg_path).args(&args);
+    // calicoctl reads only the file given; the environment's datastore settings must not mix in.
+    for k in ["DATASTORE_TYPE", "CALICO_DATASTORE_TYPE", "ETCD_ENDPOINTS", "CALICO_ETCD_ENDPOINTS", "CALICO_LOCAL_STORE_DIR"] {
+        cmd.env_remove(k);
+    }
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("running {}: {e}", bin.display()))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(|e| format!("writing to calicoctl: {e}"))?;
+    }
+    let status = child.wait().map_err(|e| format!("waiting for calicoctl: {e}"))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// A private temporary file, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn create(path: &Path, content: &[u8]) -> Result<TempFile, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        f.write_all(content).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        Ok(TempFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(args: &[&str]) -> Vec<String> {
+        translate(&Old::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()).unwrap().0
+    }
+
+    #[test]
+    fn old_command_lines_become_calicoctls() {
+        assert_eq!(t(&["show", "--blocks", "-o", "json"]), ["ipam", "show", "--show-blocks", "--output=json"]);
+        assert_eq!(t(&["check", "--node", "n", "-o", "json"]), ["ipam", "check", "--node=n", "--output=-"]);
+        assert_eq!(t(&["release", "--ip", "10.0.0.1", "--ip", "10.0.0.2"]), ["ipam", "release", "--ip=10.0.0.1", "--ip=10.0.0.2"]);
+        assert_eq!(
+            t(&["configure", "--strictaffinity=true", "--max-blocks-per-host", "3"]),
+            ["ipam", "configure", "--strictaffinity=true", "--max-blocks-per-host=3"]
+        );
+        assert_eq!(t(&["pool", "delete", "--name", "p"]), ["delete", "ippool", "p"]);
+        assert_eq!(t(&["pool", "load", "--file", "f.json"]), ["apply", "-f", "f.json"]);
+        let old = Old::parse(&["pool", "add", "--name", "p", "--cidr", "10.0.0.0/24", "--block-size", "28"].map(String::from)).unwrap();
+        let (args, stdin) = translate(&old).unwrap();
+        assert_eq!(args, ["apply", "-f", "-"]);
+        let doc: serde_json::Value = serde_json::from_str(&stdin.unwrap()).unwrap();
+        assert_eq!((doc["metadata"]["name"].as_str(), doc["spec"]["blockSize"].as_u64()), (Some("p"), Some(28)));
+        let cfg = api_config(&Old::parse(&["--store".into(), "/s".into(), "show".into()]).unwrap()).unwrap();
+        assert_eq!(cfg["spec"], json!({"datastoreType": "local", "localStoreDir": "/s"}));
+    }
 }

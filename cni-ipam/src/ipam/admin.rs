@@ -4,7 +4,8 @@ use crate::error::IpamError;
 use datastore::ipam::block::Block;
 use datastore::ipam::records::{decode, encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use datastore::resources::ippool::{Pool, PoolResource};
-use datastore::store::{Json, Key, Kind, Op, Store};
+use datastore::resources::kinds::{self, KindInfo};
+use datastore::store::{Json, Key, Kind, Op, Revision, Store};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -131,6 +132,17 @@ pub fn apply(store: &mut dyn Store, res: &Resources) -> Result<(), IpamError> {
             Some(r) => Op::Update { key: Key::IpamConfig, value, rev: r.rev },
             None => Op::Create { key: Key::IpamConfig, value },
         });
+        // The IPAMConfiguration resource, where one is stored, says the same (see `resource_ops`).
+        let key = Key::resource(&kinds::IPAM_CONFIGURATION, IPAM_CONFIGURATION_NAME);
+        if let Some(r) = store.get(&key)? {
+            let mut doc = r.value.to_value();
+            if let Some(spec) = doc.as_object_mut().map(|d| d.entry("spec").or_insert_with(|| serde_json::json!({}))) {
+                spec["strictAffinity"] = cfg.strict_affinity.into();
+                spec["autoAllocateBlocks"] = cfg.auto_allocate_blocks.into();
+                spec["maxBlocksPerHost"] = cfg.max_blocks_per_host.into();
+            }
+            ops.push(Op::Update { key, value: doc.into(), rev: r.rev });
+        }
     }
     if !ops.is_empty() {
         store.commit(&ops)?;
@@ -193,11 +205,18 @@ pub fn update_config(store: &mut dyn Store, edit: impl FnOnce(&mut IpamConfig)) 
 /// stay in their blocks, as calicoctl leaves them, until released). Empty blocks go with the pool, together
 /// with their affinities and index entries, in one commit. Returns the number of records changed.
 pub fn delete_pool(store: &mut dyn Store, name: &str, force: bool) -> Result<usize, IpamError> {
-    let Some((res, rev)) = load::<PoolResource>(store, &Key::pool(name))? else {
+    let ops = pool_delete_ops(store, name, None, force)?;
+    store.commit(&ops)?;
+    Ok(ops.len())
+}
+
+/// The commit `delete_pool` makes; with `rev`, the pool must still be at that revision.
+fn pool_delete_ops(store: &dyn Store, name: &str, rev: Option<Revision>, force: bool) -> Result<Vec<Op>, IpamError> {
+    let Some((res, stored_rev)) = load::<PoolResource>(store, &Key::pool(name))? else {
         return Err(IpamError::PoolNotFound(name.to_string()));
     };
     let pool = Pool::from_resource(&res)?;
-    let mut ops = vec![Op::Delete { key: Key::pool(pool.name.clone()), rev }];
+    let mut ops = vec![Op::Delete { key: Key::pool(pool.name.clone()), rev: rev.unwrap_or(stored_rev) }];
     if let Some((mut names, nrev)) = load::<PoolNames>(store, &Key::PoolNames)? {
         names.names.retain(|n| *n != pool.name);
         ops.push(Op::Update { key: Key::PoolNames, value: encode(&names)?, rev: nrev });
@@ -238,8 +257,7 @@ pub fn delete_pool(store: &mut dyn Store, name: &str, force: bool) -> Result<usi
             ops.push(Op::Update { key: Key::HostBlocks(host), value: encode(&hb)?, rev: hrev });
         }
     }
-    store.commit(&ops)?;
-    Ok(ops.len())
+    Ok(ops)
 }
 
 fn upsert(store: &dyn Store, key: Key, value: Json) -> Result<Op, IpamError> {
@@ -247,4 +265,91 @@ fn upsert(store: &dyn Store, key: Key, value: Json) -> Result<Op, IpamError> {
         Some(r) => Op::Update { key, value, rev: r.rev },
         None => Op::Create { key, value },
     })
+}
+
+/// The one name Calico allows for the IPAMConfiguration resource.
+pub const IPAM_CONFIGURATION_NAME: &str = "default";
+
+/// The commit that stores (`value`) or deletes (`None`) the v3 resource at `key` (calicoctl's writes), at
+/// revision `rev` (`None`: the record must not exist yet), with what IPAM keeps beside the resource:
+/// - IPPool: the pool index; refused when the pool overlaps another, when a stored pool's `cidr` or
+///   `blockSize` would change, or (delete) while its blocks hold addresses;
+/// - IPAMConfiguration (named `default` only): the IPAM config record the allocator reads
+///   (`/calico/ipam/v2/config`), with Calico's cross-field rules.
+///
+/// Every other kind is its one record. `value` is the whole document as it is to be stored.
+pub fn resource_ops(store: &dyn Store, key: &Key, value: Option<Json>, rev: Option<Revision>) -> Result<Vec<Op>, IpamError> {
+    let Key::Resource { kind, name, .. } = key else {
+        return Err(IpamError::Internal(format!("{key} is not a resource")));
+    };
+    let record = match (value.clone(), rev) {
+        (Some(value), None) => Op::Create { key: key.clone(), value },
+        (Some(value), Some(rev)) => Op::Update { key: key.clone(), value, rev },
+        (None, Some(rev)) => Op::Delete { key: key.clone(), rev },
+        (None, None) => return Err(IpamError::Internal(format!("deleting {key} needs its revision"))),
+    };
+    let is = |k: &KindInfo| **kind == *k;
+    if is(&kinds::IPPOOL) {
+        return match value {
+            Some(value) => pool_write_ops(store, record, &value),
+            None => pool_delete_ops(store, name, rev, false),
+        };
+    }
+    if is(&kinds::IPAM_CONFIGURATION) {
+        if name != IPAM_CONFIGURATION_NAME {
+            return Err(IpamError::InvalidIpamConfig(format!(
+                "metadata.name: Cannot create an IPAMConfiguration resource with a name other than \"default\" (got {name:?})"
+            )));
+        }
+        let current = store.get(&Key::IpamConfig)?;
+        let config_op = match (value, current) {
+            (Some(value), current) => {
+                let cfg = value.decode::<ConfigResource>().map_err(|e| IpamError::InvalidIpamConfig(format!("spec: {e}")))?.spec;
+                cfg.validate()?;
+                let value = encode(&cfg)?;
+                Some(match current {
+                    Some(r) => Op::Update { key: Key::IpamConfig, value, rev: r.rev },
+                    None => Op::Create { key: Key::IpamConfig, value },
+                })
+            }
+            (None, Some(r)) => Some(Op::Delete { key: Key::IpamConfig, rev: r.rev }),
+            (None, None) => None,
+        };
+        return Ok(std::iter::once(record).chain(config_op).collect());
+    }
+    Ok(vec![record])
+}
+
+/// A pool's record and its entry in the pool index, after the checks `apply` makes.
+fn pool_write_ops(store: &dyn Store, record: Op, value: &Json) -> Result<Vec<Op>, IpamError> {
+    let res: PoolResource = value.decode().map_err(|e| IpamError::InvalidPool { name: record.key().to_string(), reason: e.to_string() })?;
+    let pool = Pool::from_resource(&res)?;
+    for other in stored_pools(store)?.iter().filter(|o| o.name != pool.name) {
+        check_overlap(&pool, other)?;
+    }
+    let key = Key::pool(pool.name.clone());
+    if let Some((old, _)) = load::<PoolResource>(store, &key)? {
+        let old = Pool::from_resource(&old).map_err(|e| IpamError::corrupt(&key, e))?;
+        if old.cidr != pool.cidr || old.block_size != pool.block_size {
+            return Err(IpamError::InvalidPool {
+                name: pool.name.clone(),
+                reason: format!(
+                    "spec.cidr and spec.blockSize cannot change (stored {}/{}, given {}/{})",
+                    old.cidr, old.block_size, pool.cidr, pool.block_size
+                ),
+            });
+        }
+    }
+    let mut ops = vec![record];
+    let names_rec = load::<PoolNames>(store, &Key::PoolNames)?;
+    let mut names = names_rec.as_ref().map(|n| n.0.names.clone()).unwrap_or_default();
+    if !names.contains(&pool.name) {
+        names.push(pool.name.clone());
+        let value = encode(&PoolNames { names })?;
+        ops.push(match names_rec {
+            Some((_, rev)) => Op::Update { key: Key::PoolNames, value, rev },
+            None => Op::Create { key: Key::PoolNames, value },
+        });
+    }
+    Ok(ops)
 }

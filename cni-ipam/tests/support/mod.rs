@@ -81,7 +81,7 @@ pub fn parse_output(out: Output) -> (i32, Value, String) {
     (rc, v, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-/// Operator command against a store directory.
+/// An old operator command line against a store directory (cni-ipam runs calicoctl for it).
 pub fn operator(store: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).env_clear().arg("--store").arg(store).args(args).output().expect("run cni-ipam");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
@@ -103,11 +103,13 @@ pub fn ipam_config(strict: bool, max_blocks: u32) -> Value {
            "spec": {"strictAffinity": strict, "autoAllocateBlocks": true, "maxBlocksPerHost": max_blocks}})
 }
 
-/// Loads resources into a store through the operator command.
-pub fn load(store: &Path, tmp: &Path, items: Vec<Value>) {
-    let file = write_pools(tmp, json!({"kind": "List", "items": items}));
-    let (rc, out, err) = operator(store, &["pool", "load", "--file", file.to_str().unwrap_or_default()]);
-    assert_eq!(rc, 0, "pool load: {out} {err}");
+/// Loads pools and the IPAM config into a store (what `calicoctl apply -f` of them does, through the same
+/// domain writes).
+pub fn load(store: &Path, _tmp: &Path, items: Vec<Value>) {
+    use cni_ipam::ipam::admin::{apply, parse_resources};
+    let res = parse_resources(&json!({"kind": "List", "items": items}).to_string()).expect("resources");
+    let fs = FileStore::open(store).expect("open store");
+    apply(&mut *fs.lock().expect("lock store"), &res).expect("apply");
 }
 
 /// Opens the store (finishing any interrupted commit) and runs the consistency check.
