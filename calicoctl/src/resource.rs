@@ -438,7 +438,7 @@ mod tests {
     fn documents_are_checked_generically_before_their_kind() {
         let ok = prepare(
             &item(json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": "p", "labels": {"rack": "r1"},
-                        "resourceVersion": "12", "uid": "x"}, "spec": {"peerIP": "192.0.2.1"}})),
+                        "resourceVersion": "12", "uid": "x"}, "spec": {"peerIP": "192.0.2.1", "asNumber": 64512}})),
             None,
         )
         .unwrap();

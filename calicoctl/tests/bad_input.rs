@@ -63,26 +63,26 @@ fn the_envelope_and_pools(ctl: &Ctl) {
         ("name over 253", format!("{V3}\nkind: BGPPeer\nmetadata:\n  name: {long}\n"), "metadata.name: 254 characters; at most 253"),
         ("namespace on a cluster-wide kind", format!("{V3}\nkind: Node\nmetadata:\n  name: nn\n  namespace: x\n"), "metadata.namespace"),
         ("bad label", format!("{V3}\nkind: Node\nmetadata:\n  name: nn\n  labels:\n    \"a b\": c\n"), "metadata.labels: key \"a b\""),
-        ("invalid CIDR", pool("p", "  cidr: 10.90.0.0/33\n"), "cidr \"10.90.0.0/33\" is not a CIDR"),
+        ("invalid CIDR", pool("p", "  cidr: 10.90.0.0/33\n"), "spec.cidr: \"10.90.0.0/33\" is not a CIDR"),
         ("CIDR with host bits", pool("p", "  cidr: 10.90.0.1/16\n"), "host bits"),
-        ("CIDR not a string", pool("p", "  cidr: 10\n"), "invalid IP pool \"p\""),
+        ("CIDR not a string", pool("p", "  cidr: 10\n"), "spec.cidr: invalid type"),
         ("link-local pool", pool("p", "  cidr: 169.254.0.0/16\n"), "link-local"),
         ("pool smaller than a block", pool("p", "  cidr: 10.90.0.0/28\n  blockSize: 26\n"), "smaller than one block"),
         ("overlapping pools", pool("other", "  cidr: 10.81.0.0/16\n"), "overlaps pool \"seed-pool\""),
-        ("blockSize out of range", pool("p", "  cidr: 10.90.0.0/16\n  blockSize: 33\n"), "blockSize 33 is outside 20..=32"),
-        ("IPv4 block size on an IPv6 pool", pool("p", "  cidr: fd00:90::/48\n  blockSize: 26\n"), "blockSize 26 is outside 116..=128"),
+        ("blockSize out of range", pool("p", "  cidr: 10.90.0.0/16\n  blockSize: 33\n"), "spec.blockSize: 33 is outside 20..=32"),
+        ("IPv4 block size on an IPv6 pool", pool("p", "  cidr: fd00:90::/48\n  blockSize: 26\n"), "spec.blockSize: 26 is outside 116..=128"),
         (
             "pool selector syntax error",
             pool("p", "  cidr: 10.90.0.0/16\n  nodeSelector: rack == 'r1' | rack == 'r2'\n"),
-            "nodeSelector: selector \"rack == 'r1' | rack == 'r2'\": expected '||' at 13",
+            "spec.nodeSelector: \"rack == 'r1' | rack == 'r2'\": expected '||' at 13",
         ),
         ("pool selector set syntax", pool("p", "  cidr: 10.90.0.0/16\n  nodeSelector: a in {'x' 'y'}\n"), "expected ',' or '}' at 10"),
-        ("bad encapsulation", pool("p", "  cidr: 10.90.0.0/16\n  ipipMode: Sometimes\n"), "ipipMode \"Sometimes\""),
+        ("bad encapsulation", pool("p", "  cidr: 10.90.0.0/16\n  ipipMode: Sometimes\n"), "spec.ipipMode: \"Sometimes\""),
         ("a pool's cidr changed", pool("seed-pool", "  cidr: 10.82.0.0/24\n  blockSize: 28\n"), "spec.cidr and spec.blockSize cannot change"),
         (
             "IPAMConfiguration not named default",
             format!("{V3}\nkind: IPAMConfiguration\nmetadata:\n  name: other\nspec:\n  strictAffinity: true\n"),
-            "name other than \"default\"",
+            "metadata.name: must be \"default\"",
         ),
         (
             "maxBlocksPerHost without strictAffinity",
@@ -120,7 +120,13 @@ fn the_envelope_and_pools(ctl: &Ctl) {
     apply_refused(ctl, "10 MB document", &big, "a resource may have at most 1048576");
     assert!(started.elapsed() < Duration::from_secs(5), "10 MB refused in {:?}", started.elapsed());
     // Merge patches that make a resource invalid, and `create` of an existing resource.
-    refused(ctl, "patch to an invalid blockSize", &["patch", "ippool", "seed-pool", "-p", r#"{"spec": {"blockSize": 40}}"#], None, "blockSize 40");
+    refused(
+        ctl,
+        "patch to an invalid blockSize",
+        &["patch", "ippool", "seed-pool", "-p", r#"{"spec": {"blockSize": 40}}"#],
+        None,
+        "spec.blockSize: 40",
+    );
     refused(ctl, "patch to another cidr", &["patch", "ippool", "seed-pool", "-p", r#"{"spec": {"cidr": "10.83.0.0/24"}}"#], None, "cannot change");
     refused(
         ctl,
@@ -189,7 +195,6 @@ fn bad_input_changes_nothing_on_etcd() {
 }
 
 #[test]
-#[ignore = "BGPPeer, Node and BGPConfiguration validate only their envelope until their spec types land (issue 12, item 1)"]
 fn bad_bgp_resources_change_nothing_when_the_kinds_validate() {
     let tmp = tempfile::tempdir().expect("tempdir");
     the_bgp_kinds(&Ctl::local(&tmp.path().join("store")));

@@ -84,8 +84,9 @@ fn apply_and_read_back(ctl: &Ctl) {
         "{pools}"
     );
     let cfg = ctl.ok(&["get", "bgpconfig"]);
-    // route-reflector-topology.yaml replaced the documented spec: no logSeverityScreen any more.
-    assert_eq!(cfg, "NAME      LOGSEVERITY   MESHENABLED   ASNUMBER   \ndefault                 false         64512      \n\n");
+    // route-reflector-topology.yaml replaced the documented spec; the default object gets Calico's CRD default
+    // logSeverityScreen: Info.
+    assert_eq!(cfg, "NAME      LOGSEVERITY   MESHENABLED   ASNUMBER   \ndefault   Info          false         64512      \n\n");
     // Lists print as calicoctl's list resources.
     let list: Value = serde_json::from_str(&ctl.ok(&["get", "ippools", "-o", "json"])).expect("json");
     assert_eq!((list["kind"].as_str(), list["items"].as_array().map(Vec::len)), (Some("IPPoolList"), Some(3)));
@@ -181,7 +182,10 @@ fn compare_and_swap(ctl: &Ctl) {
     );
     let got = ctl.get("bgppeer", "rack1-tor");
     assert_eq!((got["spec"]["asNumber"].as_u64(), got["metadata"]["labels"]["zone"].as_str()), (Some(64999), Some("a")), "{got}");
-    let out = ctl.run_with(&["replace", "-f", "-"], Some("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: nobody\nspec: {}\n"));
+    let out = ctl.run_with(
+        &["replace", "-f", "-"],
+        Some("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: nobody\nspec:\n  peerIP: 192.0.2.9\n  asNumber: 64999\n"),
+    );
     assert!(
         out.rc == 1 && out.stderr.contains("failed to replace 'BGPPeer' resource") && out.stderr.contains("resource does not exist: BGPPeer(nobody)"),
         "{out}"
@@ -215,7 +219,7 @@ fn compare_and_swap(ctl: &Ctl) {
 fn files_are_taken_whole(ctl: &Ctl) {
     let before = ctl.snapshot();
     let file = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: new-peer\nspec:\n  peerIP: 192.0.2.9\n  asNumber: 65001\n---\n\
-                apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: my-global-peer\nspec:\n  peerIP: 192.20.30.40\n";
+                apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: my-global-peer\nspec:\n  peerIP: 192.20.30.40\n  asNumber: 64567\n";
     let out = ctl.run_with(&["create", "-f", "-"], Some(file));
     assert_eq!(out.rc, 1, "{out}");
     assert_eq!(out.stderr.trim(), "failed to create any 'BGPPeer' resources: stdin: document 2: resource already exists: BGPPeer(my-global-peer)");
