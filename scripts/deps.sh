@@ -8,7 +8,7 @@ pkgs=(iproute2 iputils-ping containernetworking-plugins procps util-linux jq tim
 # --bench: what scripts/bench.sh needs on top (the etcd-store contender runs its own etcd-server).
 case "${1:-}" in
   --all) pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client curl iptables openssl
-    bird2 frr) ;;
+    bird2 frr nftables tcpdump) ;;
   --bench) pkgs+=(etcd-server) ;;
 esac
 missing=()
