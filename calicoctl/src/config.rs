@@ -6,20 +6,12 @@
 //! `/var/lib/calico-rs/ipam`. With neither a type nor etcd endpoints the local store is used (Calico would
 //! pick `kubernetes`, which calico-rs does not have).
 use crate::error::{CtlError, Result};
-use datastore::store::etcd::TlsFiles;
-use datastore::store::{Datastore, EtcdOptions, EtcdStore, FileStore};
+use datastore::config::{self, FieldNames};
+pub use datastore::config::{DatastoreConf, Opened, DEFAULT_LOCAL_DIR};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 pub const DEFAULT_CONFIG: &str = "/etc/calico/calicoctl.cfg";
-pub const DEFAULT_LOCAL_DIR: &str = cni_ipam::ipam::config::DEFAULT_STORE_DIR;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatastoreConf {
-    Local(PathBuf),
-    Etcd(EtcdOptions),
-}
 
 /// `CalicoAPIConfig`: the keys Calico's `apiconfig` has are all known (unknown ones are refused, as its strict
 /// unmarshal does); those calico-rs cannot honour are refused when set.
@@ -127,12 +119,6 @@ impl Spec {
     }
 }
 
-/// Where the settings came from, for messages.
-enum Source<'a> {
-    File(&'a str),
-    Env,
-}
-
 /// The datastore to use: `config` is `-c`'s value; `env` looks up environment variables.
 pub fn load(config: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<DatastoreConf> {
     let path = config.unwrap_or(DEFAULT_CONFIG);
@@ -159,87 +145,20 @@ fn from_file(path: &str) -> Result<DatastoreConf> {
         return Err(CtlError::Config(format!("{path}: spec.{key} is not supported by calico-rs (etcd with certificate files, or the local store)")));
     }
     let s = cfg.spec;
-    settle(
-        Source::File(path),
+    let names = FieldNames { datastore_type: format!("{path}: spec.datastoreType"), endpoints: format!("{path}: spec.etcdEndpoints") };
+    config::settle(
+        &names,
         &s.datastore_type,
         &s.etcd_endpoints,
         [&s.etcd_ca_cert_file, &s.etcd_cert_file, &s.etcd_key_file],
         &s.local_store_dir,
         s.etcd_timeout,
     )
+    .map_err(CtlError::Config)
 }
 
 fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<DatastoreConf> {
-    // Calico's envconfig reads `CALICO_<NAME>` first, then `<NAME>`.
-    let var = |name: &str| env(&format!("CALICO_{name}")).or_else(|| env(name)).unwrap_or_default();
-    let timeout = match var("ETCD_TIMEOUT") {
-        t if t.is_empty() => None,
-        t => Some(t.parse::<f64>().map_err(|_| CtlError::Config(format!("ETCD_TIMEOUT {t:?} is not a number of seconds")))?),
-    };
-    settle(
-        Source::Env,
-        &var("DATASTORE_TYPE"),
-        &var("ETCD_ENDPOINTS"),
-        [&var("ETCD_CA_CERT_FILE"), &var("ETCD_CERT_FILE"), &var("ETCD_KEY_FILE")],
-        &env("CALICO_LOCAL_STORE_DIR").unwrap_or_default(),
-        timeout,
-    )
-}
-
-fn settle(source: Source, kind: &str, endpoints: &str, [ca, cert, key]: [&str; 3], dir: &str, timeout: Option<f64>) -> Result<DatastoreConf> {
-    let (ty, eps) = match source {
-        Source::File(f) => (format!("{f}: spec.datastoreType"), format!("{f}: spec.etcdEndpoints")),
-        Source::Env => ("DATASTORE_TYPE".to_string(), "ETCD_ENDPOINTS".to_string()),
-    };
-    let kind = match kind {
-        "" if !endpoints.is_empty() => "etcdv3",
-        "" => "local",
-        k => k,
-    };
-    match kind {
-        "local" => Ok(DatastoreConf::Local(if dir.is_empty() { DEFAULT_LOCAL_DIR.into() } else { dir.into() })),
-        "etcdv3" => {
-            if endpoints.trim().is_empty() {
-                return Err(CtlError::Config(format!("{eps} is required with datastore type etcdv3")));
-            }
-            let mut o = EtcdOptions::new(endpoints);
-            let file = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
-            o.tls = TlsFiles { ca: file(ca), cert: file(cert), key: file(key) };
-            if let Some(t) = timeout {
-                if !(t > 0.0 && t <= 3600.0) {
-                    return Err(CtlError::Config(format!("the etcd timeout must be between 0 and 3600 seconds, got {t}")));
-                }
-                o.timeout = Duration::from_secs_f64(t);
-            }
-            Ok(DatastoreConf::Etcd(o))
-        }
-        "kubernetes" => Err(CtlError::Config(format!("{ty} kubernetes is not supported by calico-rs: use etcdv3 or local"))),
-        other => Err(CtlError::Config(format!("{ty} {other:?} is not a datastore type (etcdv3, or calico-rs's local)"))),
-    }
-}
-
-/// An opened datastore. Nothing is sent to etcd until the first read.
-pub enum Opened {
-    Local(FileStore),
-    Etcd(EtcdStore),
-}
-
-impl DatastoreConf {
-    pub fn open(&self) -> Result<Opened> {
-        Ok(match self {
-            DatastoreConf::Local(dir) => Opened::Local(FileStore::open(dir)?),
-            DatastoreConf::Etcd(o) => Opened::Etcd(EtcdStore::open(o)?),
-        })
-    }
-}
-
-impl Opened {
-    pub fn datastore(&self) -> &dyn Datastore {
-        match self {
-            Opened::Local(s) => s,
-            Opened::Etcd(s) => s,
-        }
-    }
+    config::from_env(env).map_err(CtlError::Config)
 }
 
 #[cfg(test)]

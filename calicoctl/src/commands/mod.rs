@@ -86,7 +86,7 @@ fn dispatch(argv: &[String]) -> Result<()> {
 
 /// The datastore `-c` and the environment name, opened.
 pub fn open(args: &Args) -> Result<config::Opened> {
-    config::load(args.get("config"), &|k| std::env::var(k).ok())?.open()
+    Ok(config::load(args.get("config"), &|k| std::env::var(k).ok())?.open()?)
 }
 
 /// "'Kind' " when every resource is of one kind, as calicoctl words its summaries.

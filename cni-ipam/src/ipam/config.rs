@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_STORE_DIR: &str = "/var/lib/calico-rs/ipam";
+pub const DEFAULT_STORE_DIR: &str = datastore::config::DEFAULT_LOCAL_DIR;
 pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
 /// Calico's node-wide IPAM lock (used with the etcd store; the local store locks its own directory).
 pub const DEFAULT_LOCK_FILE: &str = "/var/run/calico/ipam.lock";
