@@ -1,6 +1,15 @@
 //! The calico-node agent: one per node, it makes the node a BGP router that announces the node's IP blocks
-//! with BIRD 2. `bird` turns a datastore snapshot into BIRD's configuration; `birdc` speaks to BIRD's control
-//! socket; `state` is the file the agent leaves for `calicoctl node status`.
+//! with BIRD 2, and programs what Felix programs for encapsulated pools. `settings` reads the environment,
+//! `autodetect` finds the node's address, `register` writes its Node resource, `agent` is the loop that
+//! follows the datastore, `bird` turns a snapshot into BIRD's configuration, `supervisor` runs BIRD, `birdc`
+//! speaks to BIRD's control socket, `routing` drives the `dataplane` crate, `state` is the file the agent
+//! leaves for `calicoctl node status`.
+pub mod agent;
+pub mod autodetect;
 pub mod bird;
 pub mod birdc;
+pub mod register;
+pub mod routing;
+pub mod settings;
 pub mod state;
+pub mod supervisor;

@@ -1,6 +1,86 @@
-//! `calico-node`: the per-node agent (startup, watch loop and BIRD supervision come with issue 13's other
-//! items; this binary prints its usage until then).
+//! `calico-node`: the per-node agent. Configured by the environment as Calico's calico-node is (see
+//! `settings`); logs to stderr; runs until SIGTERM (or SIGINT). Startup: settings, the node's addresses,
+//! its Node resource and `bgpconfigurations/default`, BIRD started (or adopted) with the first config, and
+//! `/var/lib/calico/nodename` written last. Exit codes: 0 after a signal, 1 when startup fails.
+use calico_node::agent::{self, Agent, Model};
+use calico_node::autodetect;
+use calico_node::register::{self, Addresses};
+use calico_node::routing::Routing;
+use calico_node::settings::{AddressSetting, Settings};
+use common::netlink::Netlink;
+use tracing::{error, info};
+
 fn main() {
-    eprintln!("usage: calico-node\n  runs the Calico node agent (BGP with BIRD 2); configured by environment (NODENAME, IP, AS, ...)");
-    std::process::exit(2);
+    let level = std::env::var("CALICO_LOG_LEVEL").ok().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).try_init();
+    if std::env::args().len() > 1 {
+        eprintln!("usage: calico-node\n  runs the node agent (BGP with BIRD 2, VXLAN, natOutgoing); configured by environment (NODENAME, IP, IP6, AS, DATASTORE_TYPE, ETCD_ENDPOINTS, ...)");
+        std::process::exit(2);
+    }
+    if let Err(e) = run() {
+        error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn detect(setting: &AddressSetting, v6: bool, nl: &mut Netlink) -> Result<Option<ipnet::IpNet>, String> {
+    match setting {
+        AddressSetting::Fixed(net) => Ok(Some(*net)),
+        AddressSetting::None => Ok(None),
+        AddressSetting::Autodetect(method) => {
+            let candidates = autodetect::candidates(nl).map_err(|e| format!("reading the interfaces' addresses: {e}"))?;
+            match autodetect::choose(method, &candidates, v6) {
+                Some(a) => Ok(Some(a)),
+                None => Err(format!("Couldn't autodetect an IPv{} address with {method:?}", if v6 { 6 } else { 4 })),
+            }
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let settings = Settings::from_env(&|k| std::env::var(k).ok(), &hostname()).map_err(|e| e.to_string())?;
+    let (tx, rx) = agent::channel_pair();
+    // Before any thread starts, so every thread has the signals blocked.
+    agent::signals(tx.clone()).map_err(|e| format!("signal thread: {e}"))?;
+    let mut nl = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+    let addrs = Addresses { ipv4: detect(&settings.ipv4, false, &mut nl)?, ipv6: detect(&settings.ipv6, true, &mut nl)? };
+    drop(nl);
+    info!(node = %settings.node_name, ipv4 = ?addrs.ipv4, ipv6 = ?addrs.ipv6, backend = ?settings.backend, "starting");
+    let opened = settings.datastore.open().map_err(|e| format!("datastore: {e}"))?;
+    let node = register::register_node(opened.datastore(), &settings, addrs).map_err(|e| e.to_string())?;
+    info!(node = %node.metadata.name, "node registered");
+    if register::ensure_default_bgp_configuration(opened.datastore()).map_err(|e| e.to_string())? {
+        info!("created bgpconfigurations/default");
+    }
+    for d in [&settings.run_dir, &settings.lib_dir, &settings.conf_dir] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let prefixes = agent::prefixes(&settings.node_name);
+    let watched = opened.watchable();
+    let prefix_refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let snapshot = watched.snapshot(&prefix_refs).map_err(|e| format!("datastore: {e}"))?;
+    let mut agent = Agent::new(&settings, Model::from_snapshot(snapshot), Routing::default(), tx.clone());
+    let from = agent.model.revision;
+    std::thread::scope(|scope| {
+        let follower_tx = tx.clone();
+        let prefixes = &prefixes;
+        std::thread::Builder::new()
+            .name("datastore".into())
+            .spawn_scoped(scope, move || agent::follow(watched, prefixes, from, &follower_tx))
+            .map_err(|e| format!("datastore thread: {e}"))?;
+        drop(tx);
+        agent.sync();
+        register::write_nodename(&settings).map_err(|e| format!("{}: {e}", settings.lib_dir.join("nodename").display()))?;
+        info!("ready");
+        let sig = agent.run(rx);
+        agent.shutdown();
+        info!(signal = sig, "stopped");
+        // The datastore thread blocks in its watcher: exit without waiting for it. 0 after a signal; 1 when
+        // every sender went away (cannot happen while the signal thread lives).
+        std::process::exit(if sig == 0 { 1 } else { 0 })
+    })
 }

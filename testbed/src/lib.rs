@@ -2,6 +2,7 @@
 //! as containers, and plugin runs exactly as a runtime does them (env + stdin, IPAM found through CNI_PATH).
 //! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
 //! `cluster` builds several such hosts on a shared fabric, with BGP daemons (`bird`, `frr`) for issue 13.
+pub mod agent;
 pub mod bird;
 pub mod cluster;
 pub mod daemon;

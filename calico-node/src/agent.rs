@@ -1,0 +1,346 @@
+//! The agent's loop. One thread follows the datastore (a snapshot, then its change stream), one waits for
+//! signals, one per BIRD waits for it to exit; they send `Event`s to the main thread, which keeps the
+//! model (every record under the watched prefixes) and, a debounce interval after the first change of a
+//! burst, turns it into BIRD's config (`bird::plan` + `bird::render`). A config byte-identical to the one in
+//! place is not touched; a new one is checked with `bird -p`, renamed over the old one and loaded with
+//! `configure` (BIRD restarts only the protocols whose config changed). A plan that fails (a bad resource
+//! written around calicoctl) keeps the last good config and is reported in the log and the state file.
+use crate::bird::{self, BgpSnapshot, BlockAffinity};
+use crate::birdc::Control;
+use crate::routing::Routing;
+use crate::settings::Settings;
+use crate::state::AgentState;
+use crate::supervisor::{self, Bird, BirdExited};
+use datastore::ipam::records::Affinity;
+use datastore::resources::kinds::{BGP_CONFIGURATION, BGP_PEER, IPPOOL, NODE};
+use datastore::store::{affinity_prefix, Change, Key, Kind, Record, Snapshot, Watchable, Watched};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+use tracing::{debug, error, info, warn};
+
+/// The longest a watcher call blocks before it is called again (it resumes where it was).
+const WATCH_SLICE: Duration = Duration::from_secs(60);
+/// Waits between attempts at a store that does not answer.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+pub enum Event {
+    Changes(Vec<Change>),
+    /// The change stream lost its place: the model is replaced by this snapshot.
+    Resync(Snapshot),
+    /// The store does not answer (the watcher retries by itself).
+    StoreDown(String),
+    BirdExited(BirdExited),
+    Shutdown(i32),
+}
+
+/// The prefixes the agent follows: the resources BGP and routing need, this node's affinities, every block
+/// (routing of encapsulated pools needs each block's owner).
+pub fn prefixes(node: &str) -> Vec<String> {
+    vec![
+        NODE.prefix.to_string(),
+        BGP_CONFIGURATION.prefix.to_string(),
+        BGP_PEER.prefix.to_string(),
+        IPPOOL.prefix.to_string(),
+        affinity_prefix(node),
+        Kind::Block.prefix().to_string(),
+    ]
+}
+
+/// Every record the agent follows, by key path.
+#[derive(Default)]
+pub struct Model {
+    pub records: BTreeMap<String, (Key, Record)>,
+    pub revision: u64,
+}
+
+impl Model {
+    pub fn from_snapshot(s: Snapshot) -> Model {
+        let revision = s.revision;
+        Model { records: s.records.into_iter().map(|(k, r)| (k.path(), (k, r))).collect(), revision }
+    }
+
+    pub fn apply(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            self.revision = self.revision.max(c.revision());
+            match c {
+                Change::Put { key, record, .. } => {
+                    self.records.insert(key.path(), (key, record));
+                }
+                Change::Delete { key, .. } => {
+                    self.records.remove(&key.path());
+                }
+            }
+        }
+    }
+
+    /// The BGP planner's input: every BGP resource (a document that fails calicoctl's checks is an error
+    /// naming it) and this node's affinities.
+    pub fn bgp_snapshot(&self, s: &Settings) -> Result<BgpSnapshot, bird::PlanError> {
+        let mut snap = BgpSnapshot::new(s.node_name.clone());
+        snap.settings.router_id = s.router_id;
+        for (key, record) in self.records.values() {
+            match key {
+                Key::Resource { .. } => snap.add_document(&record.value.to_value())?,
+                Key::Affinity { host, cidr } if *host == s.node_name => match record.value.decode::<Affinity>() {
+                    Ok(affinity) => snap.affinities.push(BlockAffinity { cidr: *cidr, affinity }),
+                    Err(e) => warn!(key = %key, error = %e, "affinity record does not decode: left out"),
+                },
+                _ => {}
+            }
+        }
+        let (passwords, problems) = bird::secrets::load(&s.secrets_dir, &snap.secret_refs());
+        for p in problems {
+            warn!("{p}");
+        }
+        snap.passwords = passwords;
+        Ok(snap)
+    }
+}
+
+/// Follows the store from `model.revision` on, sending what it sees; ends when the main thread is gone.
+pub fn follow(store: &dyn Watchable, prefixes: &[String], mut from: u64, events: &Sender<Event>) {
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    // Bounded by the receiver: every iteration sends or blocks in the store, and a failed send ends it.
+    loop {
+        let mut watcher = match store.watch(&prefixes, from + 1) {
+            Ok(w) => w,
+            Err(e) => {
+                if events.send(Event::StoreDown(e.to_string())).is_err() {
+                    return;
+                }
+                std::thread::sleep(STORE_RETRY);
+                continue;
+            }
+        };
+        loop {
+            let sent = match watcher.next(Instant::now() + WATCH_SLICE) {
+                Ok(Watched::Changes(c)) => {
+                    from = from.max(c.iter().map(Change::revision).max().unwrap_or(from));
+                    events.send(Event::Changes(c))
+                }
+                Ok(Watched::Quiet) => Ok(()),
+                Ok(Watched::Resync) => break,
+                Err(e) => events.send(Event::StoreDown(e.to_string())),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        // The history is gone: a new snapshot, then a new watcher from it.
+        match store.snapshot(&prefixes) {
+            Ok(s) => {
+                from = s.revision;
+                if events.send(Event::Resync(s)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if events.send(Event::StoreDown(e.to_string())).is_err() {
+                    return;
+                }
+                std::thread::sleep(STORE_RETRY);
+            }
+        }
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (so in every thread spawned after) and waits for
+/// them on a thread of their own.
+pub fn signals(events: Sender<Event>) -> std::io::Result<()> {
+    // SAFETY: sigset manipulation on a local set, then pthread_sigmask on the calling thread.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut sig = 0;
+        // SAFETY: `set` is a valid signal set and `sig` a valid out-pointer.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        let _ = events.send(Event::Shutdown(sig));
+    })?;
+    Ok(())
+}
+
+pub struct Agent<'a> {
+    pub settings: &'a Settings,
+    pub model: Model,
+    pub bird: Option<Bird>,
+    pub routing: Routing,
+    pub state: AgentState,
+    events: Sender<Event>,
+    /// The config BIRD runs (the file's content), once one applied.
+    applied: Option<String>,
+    /// The store stopped answering (logged once until it answers again).
+    store_down: bool,
+}
+
+impl<'a> Agent<'a> {
+    pub fn new(settings: &'a Settings, model: Model, routing: Routing, events: Sender<Event>) -> Agent<'a> {
+        let state = AgentState {
+            pid: std::process::id(),
+            node_name: settings.node_name.clone(),
+            backend: format!("{:?}", settings.backend).to_lowercase(),
+            ..AgentState::default()
+        };
+        let applied = std::fs::read_to_string(settings.bird_conf()).ok();
+        Agent { settings, model, bird: None, routing, state, events, applied, store_down: false }
+    }
+
+    fn uses_bird(&self) -> bool {
+        self.settings.backend == dataplane::Backend::Bird
+    }
+
+    /// Brings the node to the model: BIRD's config (starting or adopting BIRD the first time), the
+    /// agent-programmed routes, the state file.
+    pub fn sync(&mut self) {
+        self.state.revision = self.model.revision;
+        if self.uses_bird() {
+            match self.render() {
+                Ok(text) => {
+                    self.state.config_error = None;
+                    if let Err(e) = self.apply_bird(text) {
+                        error!(error = %e, "BIRD config not applied");
+                        self.state.config_error = Some(e);
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "the datastore's resources make no BIRD config: the last good one keeps running");
+                    self.state.config_error = Some(e);
+                }
+            }
+        }
+        let outcome = self.routing.sync(self.settings, &self.model);
+        self.state.ipip = outcome.ipip;
+        if let Err(e) = self.state.write(&self.settings.run_dir) {
+            warn!(error = %e, "state file not written");
+        }
+    }
+
+    fn render(&mut self) -> Result<String, String> {
+        let snap = self.model.bgp_snapshot(self.settings).map_err(|e| e.to_string())?;
+        let config = bird::plan(&snap).map_err(|e| e.to_string())?;
+        if config.warnings != self.state.warnings {
+            for w in &config.warnings {
+                warn!("{w}");
+            }
+            self.state.warnings = config.warnings.clone();
+        }
+        Ok(bird::render(&config))
+    }
+
+    /// Puts `text` in place and has BIRD load it; starts (or adopts) BIRD when there is none yet.
+    fn apply_bird(&mut self, text: String) -> Result<(), String> {
+        let s = self.settings;
+        let path = s.bird_conf();
+        if self.applied.as_deref() != Some(text.as_str()) {
+            std::fs::create_dir_all(&s.conf_dir).map_err(|e| format!("{}: {e}", s.conf_dir.display()))?;
+            let staged = path.with_extension("conf.new");
+            std::fs::write(&staged, &text).map_err(|e| format!("{}: {e}", staged.display()))?;
+            supervisor::check_config(&s.bird, &staged).map_err(|e| format!("bird -p refused the rendered config: {e}"))?;
+            std::fs::rename(&staged, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if self.bird.is_some() {
+                let reply = Control::connect(&s.bird_ctl()).and_then(|mut c| c.configure(&path)).map_err(|e| e.to_string())?;
+                info!(reply = %reply.text(), "BIRD reconfigured");
+            }
+            self.applied = Some(text);
+        } else {
+            debug!("BIRD config unchanged");
+        }
+        if self.bird.is_none() {
+            self.start_bird(false)?;
+        }
+        Ok(())
+    }
+
+    /// Adopts a running BIRD (and reloads it if its config changed meanwhile) or starts one.
+    fn start_bird(&mut self, recover: bool) -> Result<(), String> {
+        let s = self.settings;
+        if let Some(b) = Bird::adopt(s) {
+            info!(pid = b.pid, "adopted the running BIRD");
+            // Its config may be older than the file: `configure` with an unchanged file restarts nothing.
+            Control::connect(&s.bird_ctl()).and_then(|mut c| c.configure(&s.bird_conf())).map_err(|e| e.to_string())?;
+            b.watch(None, self.events.clone()).map_err(|e| e.to_string())?;
+            self.bird = Some(b);
+            return Ok(());
+        }
+        let (b, child) = Bird::start(s, recover).map_err(|e| e.to_string())?;
+        info!(pid = b.pid, recover, "BIRD started");
+        b.watch(Some(child), self.events.clone()).map_err(|e| e.to_string())?;
+        self.bird = Some(b);
+        Ok(())
+    }
+
+    /// Runs until a signal; returns the signal.
+    pub fn run(&mut self, events: Receiver<Event>) -> i32 {
+        let mut due: Option<Instant> = Some(Instant::now());
+        // Bounded by the signal thread: every iteration handles one event or one due sync.
+        loop {
+            let event = match due {
+                Some(d) => match events.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                    Ok(e) => Some(e),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return 0,
+                },
+                None => match events.recv() {
+                    Ok(e) => Some(e),
+                    Err(_) => return 0,
+                },
+            };
+            match event {
+                None => {
+                    due = None;
+                    self.sync();
+                }
+                Some(Event::Changes(c)) => {
+                    if self.store_down {
+                        info!("datastore answers again");
+                        self.store_down = false;
+                    }
+                    self.model.apply(c);
+                    due.get_or_insert(Instant::now() + self.settings.debounce);
+                }
+                Some(Event::Resync(snap)) => {
+                    info!(revision = snap.revision, "resynchronised with the datastore");
+                    self.model = Model::from_snapshot(snap);
+                    due = Some(Instant::now());
+                }
+                Some(Event::StoreDown(e)) => {
+                    if !self.store_down {
+                        warn!(error = %e, "datastore unreachable: routes and sessions stay as they are");
+                        self.store_down = true;
+                    }
+                }
+                Some(Event::BirdExited(x)) => {
+                    if self.bird.as_ref().map(|b| b.pid) == Some(x.pid) {
+                        warn!(pid = x.pid, "BIRD exited: restarting it in graceful-restart recovery");
+                        self.bird = None;
+                        if let Err(e) = self.start_bird(true) {
+                            error!(error = %e, "BIRD did not restart; trying again at the next change");
+                        }
+                    }
+                }
+                Some(Event::Shutdown(sig)) => return sig,
+            }
+        }
+    }
+
+    /// Orderly shutdown: BIRD stopped (routes stay: `persist`), the routing's own state removed.
+    pub fn shutdown(&mut self) {
+        if let Some(b) = self.bird.take() {
+            info!(pid = b.pid, "stopping BIRD");
+            b.stop();
+        }
+        self.routing.shutdown();
+        let _ = std::fs::remove_file(crate::state::path(&self.settings.run_dir));
+    }
+}
+
+pub fn channel_pair() -> (Sender<Event>, Receiver<Event>) {
+    channel()
+}

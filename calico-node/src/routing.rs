@@ -1,0 +1,146 @@
+//! The agent's Felix half (issue 14): from the model's nodes, pools and blocks, the `dataplane` crate's route
+//! plan applied to the kernel (VXLAN devices, routes of the agent's protocol, neighbours, FDB entries),
+//! natOutgoing in the agent's nftables table, and the pod MTU in `<lib dir>/mtu`. Each pass changes only the
+//! difference; the nft script and the MTU file are rewritten only when they would change.
+use crate::agent::Model;
+use crate::settings::Settings;
+use common::netlink::Netlink;
+use dataplane::device::IpipStatus;
+use dataplane::{mtu, nat, BlockInfo, Inputs, NodeInfo, Options};
+use datastore::ipam::block::Block;
+use datastore::ipam::records;
+use datastore::resources::ippool::{Pool, PoolSpec};
+use datastore::resources::node::NodeSpec;
+use datastore::resources::validate;
+use datastore::store::Key;
+use tracing::{info, warn};
+
+#[derive(Default)]
+pub struct Routing {
+    nl: Option<Netlink>,
+    /// The nft script last applied.
+    nat: Option<String>,
+    mtu: Option<u32>,
+    /// The plan's warnings last logged (logged again only when they change).
+    warnings: Vec<String>,
+    failed: Vec<String>,
+}
+
+/// What a pass reports to the state file.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub ipip: Option<String>,
+    /// The pools' routes BIRD must leave to the agent.
+    pub bird_kernel_rejects: Vec<ipnet::IpNet>,
+}
+
+/// The routing inputs in the model: every node, every valid pool, every block.
+pub fn inputs(model: &Model) -> (Vec<NodeInfo>, Vec<Pool>, Vec<BlockInfo>) {
+    let (mut nodes, mut pools, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, record) in model.records.values() {
+        match key {
+            Key::Resource { kind, .. } if kind.kind == datastore::resources::node::KIND => {
+                match validate::parse::<NodeSpec>(&record.value.to_value()) {
+                    Ok(n) => nodes.push(NodeInfo::from_node(&n)),
+                    Err(e) => warn!(key = %key, error = %e, "node left out of routing"),
+                }
+            }
+            Key::Resource { kind, .. } if kind.kind == datastore::resources::ippool::KIND => {
+                match validate::parse::<PoolSpec>(&record.value.to_value()) {
+                    Ok(p) => match Pool::from_spec(&p.metadata.name, &p.spec) {
+                        Ok(pool) => pools.push(pool),
+                        Err(e) => warn!(key = %key, error = ?e, "pool left out of routing"),
+                    },
+                    Err(e) => warn!(key = %key, error = %e, "pool left out of routing"),
+                }
+            }
+            Key::Block(_) => match records::decode::<Block>(key, &record.value) {
+                Ok(b) => blocks.push(BlockInfo::from_block(&b)),
+                Err(e) => warn!(error = %e, "block left out of routing"),
+            },
+            _ => {}
+        }
+    }
+    (nodes, pools, blocks)
+}
+
+impl Routing {
+    pub fn sync(&mut self, s: &Settings, model: &Model) -> Outcome {
+        let (nodes, pools, blocks) = inputs(model);
+        let plan = dataplane::plan(&Inputs { node: &s.node_name, nodes: &nodes, pools: &pools, blocks: &blocks, backend: s.backend, vxlan: s.vxlan });
+        if plan.warnings != self.warnings {
+            for w in &plan.warnings {
+                warn!("routing: {w}");
+            }
+            self.warnings = plan.warnings.clone();
+        }
+        let mut outcome = Outcome { ipip: None, bird_kernel_rejects: plan.bird_kernel_rejects.clone() };
+        let nl = match self.nl.as_mut() {
+            Some(nl) => nl,
+            None => match Netlink::open() {
+                Ok(nl) => self.nl.insert(nl),
+                Err(e) => {
+                    warn!(error = %e, "netlink: routing not programmed");
+                    return outcome;
+                }
+            },
+        };
+        let host_mtu = match nl.links() {
+            Ok(links) => mtu::host_mtu(&links),
+            Err(e) => {
+                warn!(error = %e, "netlink: links not read");
+                return outcome;
+            }
+        };
+        match dataplane::apply(nl, &plan, &Options::for_host_mtu(host_mtu)) {
+            Ok(report) => {
+                if report.changes() > 0 {
+                    info!(?report, "routing programmed");
+                }
+                if report.failed != self.failed {
+                    for f in &report.failed {
+                        warn!("routing: {f}");
+                    }
+                    self.failed = report.failed.clone();
+                }
+                outcome.ipip = match report.ipip {
+                    IpipStatus::NotNeeded => None,
+                    IpipStatus::Ready { .. } => Some("tunl0 ready".into()),
+                    IpipStatus::Unavailable { reason } => {
+                        Some(format!("unsupported: this kernel cannot make IPIP devices ({reason}); IPIP routes are not programmed"))
+                    }
+                };
+            }
+            Err(e) => warn!(error = %e, "routing not programmed"),
+        }
+        if s.backend != dataplane::Backend::None {
+            let script = nat::render(&pools);
+            if self.nat.as_deref() != Some(script.as_str()) {
+                match nat::run_nft(&script) {
+                    Ok(()) => self.nat = Some(script),
+                    Err(e) => warn!(error = %e, "natOutgoing not programmed"),
+                }
+            }
+        }
+        let pod_mtu = mtu::pod_mtu(host_mtu, &mtu::tunnels(&pools));
+        if self.mtu != Some(pod_mtu) {
+            match mtu::write_mtu_file(&s.lib_dir.join("mtu"), pod_mtu) {
+                Ok(()) => {
+                    info!(mtu = pod_mtu, "pod MTU written");
+                    self.mtu = Some(pod_mtu);
+                }
+                Err(e) => warn!(error = %e, "pod MTU file not written"),
+            }
+        }
+        outcome
+    }
+
+    /// On shutdown: the natOutgoing tables go (routes stay, so pods keep talking while the agent is away).
+    pub fn shutdown(&mut self) {
+        if self.nat.is_some() {
+            if let Err(e) = nat::remove() {
+                warn!(error = %e, "natOutgoing tables not removed");
+            }
+        }
+    }
+}
