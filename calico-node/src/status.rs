@@ -71,7 +71,9 @@ fn peer(row: &str) -> Option<Peer> {
     if proto != "BGP" {
         return None;
     }
-    let kind = [PeerKind::Mesh, PeerKind::Global, PeerKind::Node].into_iter().find(|k| name.strip_prefix(k.prefix()).is_some_and(|rest| rest.starts_with('_')))?;
+    let kind = [PeerKind::Mesh, PeerKind::Global, PeerKind::Node]
+        .into_iter()
+        .find(|k| name.strip_prefix(k.prefix()).is_some_and(|rest| rest.starts_with('_')))?;
     let address = address_of_name(name)?;
     let mut since = words.next().unwrap_or_default().to_string();
     // A date, then the time (`timeformat protocol iso long`): both are the one column.
