@@ -109,7 +109,7 @@ impl Settings {
             backend,
             router_id,
             vxlan,
-            run_dir: path("CALICO_RUN_DIR", crate::state::DEFAULT_RUN_DIR),
+            run_dir: path(crate::state::RUN_DIR_ENV, crate::state::DEFAULT_RUN_DIR),
             lib_dir: path("CALICO_LIB_DIR", DEFAULT_LIB_DIR),
             conf_dir: path("CALICO_CONF_DIR", DEFAULT_CONF_DIR),
             secrets_dir: path("CALICO_BGP_SECRETS_DIR", crate::bird::secrets::DEFAULT_DIR),

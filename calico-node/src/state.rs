@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 pub const FILE_NAME: &str = "calico-node.json";
 /// Calico's run dir: BIRD's control socket `bird.ctl` is there too.
 pub const DEFAULT_RUN_DIR: &str = "/var/run/calico";
+/// Overrides the run dir, for the agent and for `calicoctl node status` alike.
+pub const RUN_DIR_ENV: &str = "CALICO_RUN_DIR";
 pub const BIRD_CTL: &str = "bird.ctl";
 pub const BIRD6_CTL: &str = "bird6.ctl";
 
@@ -30,6 +32,11 @@ pub struct AgentState {
     pub ipip: Option<String>,
     /// The datastore revision of the last snapshot applied.
     pub revision: u64,
+}
+
+/// The run dir: `CALICO_RUN_DIR` when set (and not empty), else /var/run/calico.
+pub fn run_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    PathBuf::from(env(RUN_DIR_ENV).filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_RUN_DIR.to_string()))
 }
 
 pub fn path(run_dir: &Path) -> PathBuf {

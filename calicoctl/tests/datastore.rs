@@ -68,8 +68,6 @@ fn version_reads_the_cluster_information() {
     assert!(out.starts_with("Client Version:    v"), "{out}");
     assert!(out.contains("Cluster Version:   unknown\nCluster Type:      unknown\n"), "{out}");
     assert_eq!(ctl.ok(&["version", "--client"]).lines().count(), 2);
-    let out = ctl.run(&["node", "status"]);
-    assert!(out.rc == 1 && out.stderr.contains("needs the calico-rs node agent"), "{out}");
     if !available("version_reads_the_cluster_information") {
         return;
     }

@@ -48,9 +48,15 @@ pub struct Protocol {
 impl Bird {
     /// Writes `config`, checks it with `bird -p`, starts BIRD on `host` and waits until its socket answers.
     pub fn start(host: &Host, config: &str) -> Bird {
+        Bird::start_with_socket(host, config, &host.dir.path().join("bird").join("bird.ctl"))
+    }
+
+    /// `start` with the control socket at `ctl` (a machine path), e.g. the node's own
+    /// `host.path("/var/run/calico").join("bird.ctl")`, where calico-node's BIRD has it.
+    pub fn start_with_socket(host: &Host, config: &str, ctl: &Path) -> Bird {
         let dir = host.dir.path().join("bird");
         std::fs::create_dir_all(&dir).expect("bird dir");
-        let (cfg, ctl, pid) = (dir.join("bird.conf"), dir.join("bird.ctl"), dir.join("bird.pid"));
+        let (cfg, ctl, pid) = (dir.join("bird.conf"), ctl.to_path_buf(), dir.join("bird.pid"));
         std::fs::write(&cfg, config).expect("write bird config");
         check_config(host, &cfg);
         let mut c = host.command(BIRD);

@@ -30,7 +30,7 @@ Usage:
   calicoctl ipam configure [--strictaffinity=true|false] [--max-blocks-per-host N] [--auto-allocate-blocks=true|false]
   calicoctl ipam rebuild-index
   calicoctl version [--client]
-  calicoctl node status          (needs the node agent, not yet part of calico-rs)
+  calicoctl node status          (as root on the node: the calico-node agent and its BGP sessions)
 
 Kinds: ippool, ipamconfiguration, bgpconfiguration, bgppeer, node, workloadendpoint (and calicoctl's short names).
 
