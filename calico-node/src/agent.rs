@@ -11,9 +11,10 @@ use crate::routing::Routing;
 use crate::settings::Settings;
 use crate::state::AgentState;
 use crate::supervisor::{self, Bird, BirdExited};
+use crate::tunnel;
 use datastore::ipam::records::Affinity;
 use datastore::resources::kinds::{BGP_CONFIGURATION, BGP_PEER, IPPOOL, NODE};
-use datastore::store::{affinity_prefix, Change, Key, Kind, Record, Snapshot, Watchable, Watched};
+use datastore::store::{affinity_prefix, Change, Datastore, Key, Kind, Record, Snapshot, Watchable, Watched};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -169,6 +170,8 @@ pub fn signals(events: Sender<Event>) -> std::io::Result<()> {
 
 pub struct Agent<'a> {
     pub settings: &'a Settings,
+    /// For the agent's own writes (the VXLAN tunnel address and the Node's VTEP fields).
+    store: &'a dyn Datastore,
     pub model: Model,
     pub bird: Option<Bird>,
     pub routing: Routing,
@@ -181,7 +184,7 @@ pub struct Agent<'a> {
 }
 
 impl<'a> Agent<'a> {
-    pub fn new(settings: &'a Settings, model: Model, routing: Routing, events: Sender<Event>) -> Agent<'a> {
+    pub fn new(settings: &'a Settings, store: &'a dyn Datastore, model: Model, routing: Routing, events: Sender<Event>) -> Agent<'a> {
         let state = AgentState {
             pid: std::process::id(),
             node_name: settings.node_name.clone(),
@@ -189,7 +192,7 @@ impl<'a> Agent<'a> {
             ..AgentState::default()
         };
         let applied = std::fs::read_to_string(settings.bird_conf()).ok();
-        Agent { settings, model, bird: None, routing, state, events, applied, store_down: false }
+        Agent { settings, store, model, bird: None, routing, state, events, applied, store_down: false }
     }
 
     fn uses_bird(&self) -> bool {
@@ -215,10 +218,34 @@ impl<'a> Agent<'a> {
                 }
             }
         }
+        if self.settings.backend != dataplane::Backend::None {
+            self.settle_vtep();
+        }
         let outcome = self.routing.sync(self.settings, &self.model);
         self.state.ipip = outcome.ipip;
         if let Err(e) = self.state.write(&self.settings.run_dir) {
             warn!(error = %e, "state file not written");
+        }
+    }
+
+    /// Allocates or releases the VXLAN tunnel address when the pools and the Node's recorded VTEP disagree
+    /// (the Node's new fields come back through the watch and reach the routing at the next sync).
+    fn settle_vtep(&mut self) {
+        let me = self.settings.node_name.as_str();
+        let (nodes, pools, _) = crate::routing::inputs(&self.model);
+        let Some(node) = self.model.records.get(&Key::resource(&NODE, me).path()) else { return };
+        let doc = node.1.value.to_value();
+        let labels: BTreeMap<String, String> = serde_json::from_value(doc["metadata"]["labels"].clone()).unwrap_or_default();
+        let recorded = nodes.iter().find(|n| n.name == me).and_then(|n| n.vtep(false)).and_then(|v| match v.ip {
+            std::net::IpAddr::V4(ip) => Some(tunnel::Vtep { ip, mac: v.mac }),
+            std::net::IpAddr::V6(_) => None,
+        });
+        if tunnel::is_settled(&pools, &labels, recorded, me) {
+            return;
+        }
+        match tunnel::reconcile_vxlan(self.store, me) {
+            Ok(vtep) => info!(?vtep, "VXLAN tunnel endpoint recorded"),
+            Err(e) => warn!(error = %e, "VXLAN tunnel endpoint not settled; trying again at the next change"),
         }
     }
 

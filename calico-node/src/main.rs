@@ -63,7 +63,7 @@ fn run() -> Result<(), String> {
     let watched = opened.watchable();
     let prefix_refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
     let snapshot = watched.snapshot(&prefix_refs).map_err(|e| format!("datastore: {e}"))?;
-    let mut agent = Agent::new(&settings, Model::from_snapshot(snapshot), Routing::default(), tx.clone());
+    let mut agent = Agent::new(&settings, opened.datastore(), Model::from_snapshot(snapshot), Routing::default(), tx.clone());
     let from = agent.model.revision;
     std::thread::scope(|scope| {
         let follower_tx = tx.clone();
