@@ -24,10 +24,14 @@ pub struct Routing {
     /// The plan's warnings last logged (logged again only when they change).
     warnings: Vec<String>,
     failed: Vec<String>,
+    /// The inputs of the last pass that programmed everything it planned: a pass with the same inputs has
+    /// nothing to do (most block changes are allocations, which move no route), so it is skipped.
+    last: Option<(Vec<NodeInfo>, Vec<Pool>, Vec<BlockInfo>)>,
+    last_outcome: Outcome,
 }
 
 /// What a pass reports to the state file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub ipip: Option<String>,
     /// The pools' routes BIRD must leave to the agent.
@@ -67,6 +71,11 @@ pub fn inputs(model: &Model) -> (Vec<NodeInfo>, Vec<Pool>, Vec<BlockInfo>) {
 impl Routing {
     pub fn sync(&mut self, s: &Settings, model: &Model) -> Outcome {
         let (nodes, pools, blocks) = inputs(model);
+        if let Some((n, p, b)) = &self.last {
+            if *n == nodes && *p == pools && *b == blocks {
+                return self.last_outcome.clone();
+            }
+        }
         let plan = dataplane::plan(&Inputs { node: &s.node_name, nodes: &nodes, pools: &pools, blocks: &blocks, backend: s.backend, vxlan: s.vxlan });
         if plan.warnings != self.warnings {
             for w in &plan.warnings {
@@ -75,6 +84,7 @@ impl Routing {
             self.warnings = plan.warnings.clone();
         }
         let mut outcome = Outcome { ipip: None, bird_kernel_rejects: plan.bird_kernel_rejects.clone() };
+        let mut complete = true;
         let nl = match self.nl.as_mut() {
             Some(nl) => nl,
             None => match Netlink::open() {
@@ -97,6 +107,7 @@ impl Routing {
                 if report.changes() > 0 {
                     info!(?report, "routing programmed");
                 }
+                complete &= report.failed.is_empty();
                 if report.failed != self.failed {
                     for f in &report.failed {
                         warn!("routing: {f}");
@@ -111,14 +122,20 @@ impl Routing {
                     }
                 };
             }
-            Err(e) => warn!(error = %e, "routing not programmed"),
+            Err(e) => {
+                complete = false;
+                warn!(error = %e, "routing not programmed");
+            }
         }
         if s.backend != dataplane::Backend::None {
             let script = nat::render(&pools);
             if self.nat.as_deref() != Some(script.as_str()) {
                 match nat::run_nft(&script) {
                     Ok(()) => self.nat = Some(script),
-                    Err(e) => warn!(error = %e, "natOutgoing not programmed"),
+                    Err(e) => {
+                        complete = false;
+                        warn!(error = %e, "natOutgoing not programmed");
+                    }
                 }
             }
         }
@@ -129,9 +146,14 @@ impl Routing {
                     info!(mtu = pod_mtu, "pod MTU written");
                     self.mtu = Some(pod_mtu);
                 }
-                Err(e) => warn!(error = %e, "pod MTU file not written"),
+                Err(e) => {
+                    complete = false;
+                    warn!(error = %e, "pod MTU file not written");
+                }
             }
         }
+        self.last = complete.then_some((nodes, pools, blocks));
+        self.last_outcome = outcome.clone();
         outcome
     }
 
