@@ -107,7 +107,7 @@ impl Routing {
                 if report.changes() > 0 {
                     info!(?report, "routing programmed");
                 }
-                complete &= report.failed.is_empty();
+                complete &= report.failed.is_empty() && report.skipped.is_empty();
                 if report.failed != self.failed {
                     for f in &report.failed {
                         warn!("routing: {f}");
