@@ -8,6 +8,7 @@ use std::time::Duration;
 use testbed::agent::Agent;
 use testbed::cluster::{Cluster, ClusterNode, Pod, Spec};
 use testbed::host::Host;
+use testbed::probe::{counter, nft, ping_df};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const VXLAN: &[(&str, &str)] = &[("CALICO_NETWORKING_BACKEND", "vxlan")];
@@ -32,38 +33,8 @@ fn calicoctl(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Loads a test's own nft table (counters) on `host`.
-fn nft(host: &Host, ruleset: &str) {
-    let mut c = host.command("nft");
-    c.args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn nft");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), ruleset.as_bytes()).expect("write ruleset");
-    let out = child.wait_with_output().expect("nft");
-    assert!(out.status.success(), "nft on {}: {}", host.name, String::from_utf8_lossy(&out.stderr));
-}
-
-fn counter(host: &Host, name: &str) -> u64 {
-    let out = host.exec("nft", &["list", "table", "inet", "crs-test"]);
-    let line = out.lines().find(|l| l.contains(&format!("comment \"{name}\""))).unwrap_or_else(|| panic!("no counter {name}:\n{out}"));
-    line.split("packets ").nth(1).and_then(|a| a.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("packet count")
-}
-
-/// `ping -c n -M do -s size` from netns `ns`; true when every reply came.
-fn ping_df(ns: &str, ip: &str, size: usize, count: usize) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "ping", "-c", &count.to_string(), "-M", "do", "-s", &size.to_string(), "-W", "1", "-i", "0.2", ip])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn wait_ping(ns: &str, ip: &str) {
-    testbed::wait_for(&format!("ping {ip} from {ns}"), TIMEOUT, || {
-        if testbed::ping(ns, ip, Duration::from_secs(1)) {
-            Ok(())
-        } else {
-            Err("no reply".into())
-        }
-    });
+    testbed::probe::wait_ping(ns, ip, TIMEOUT);
 }
 
 /// Agents on every node, ready; then one pod per node.

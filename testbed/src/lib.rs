@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod frr;
 pub mod host;
+pub mod probe;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -61,41 +61,13 @@ pub fn vtep_mac(node: &ClusterNode) -> [u8; 6] {
     [0x66, 0, 0, 0, 0, node.number as u8]
 }
 
-/// Loads `ruleset` with nft on `host` (a test's own table: counters, never the agent's).
-pub fn nft(host: &Host, ruleset: &str) {
-    let mut c = host.command("nft");
-    c.args(["-f", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn nft");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), ruleset.as_bytes()).expect("write ruleset");
-    let out = child.wait_with_output().expect("nft");
-    assert!(out.status.success(), "nft on {}: {}\n{ruleset}", host.name, String::from_utf8_lossy(&out.stderr));
-}
+// Not every test binary that includes this module uses them.
+#[allow(unused_imports)]
+pub use testbed::probe::{counter, nft, ping_df};
 
-/// The packet count of the counter rule commented `name` in table `inet crs-test` on `host`.
-pub fn counter(host: &Host, name: &str) -> u64 {
-    let out = host.exec("nft", &["list", "table", "inet", "crs-test"]);
-    let line = out.lines().find(|l| l.contains(&format!("comment \"{name}\""))).unwrap_or_else(|| panic!("no counter {name} in:\n{out}"));
-    let after = line.split("packets ").nth(1).unwrap_or_else(|| panic!("no packets in {line}"));
-    after.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad count in {line}"))
-}
-
-/// `ping -c <n> -M do -s <size> -W 1 <ip>` in netns `ns`; true if every reply came.
-pub fn ping_df(ns: &str, ip: &str, size: usize, count: usize) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "ping", "-c", &count.to_string(), "-M", "do", "-s", &size.to_string(), "-W", "1", "-i", "0.2", ip])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Pings until one reply comes (the first packets may meet a neighbour still resolving); panics after TIMEOUT.
+/// Pings until one reply comes; panics after TIMEOUT.
 pub fn wait_ping(ns: &str, ip: &str) {
-    testbed::wait_for(&format!("ping {ip} from {ns}"), TIMEOUT, || {
-        if testbed::ping(ns, ip, Duration::from_secs(1)) {
-            Ok(())
-        } else {
-            Err("no reply".into())
-        }
-    });
+    testbed::probe::wait_ping(ns, ip, TIMEOUT);
 }
 
 /// A subscription to every route, neighbour, address and link notification of the calling thread's netns.
