@@ -188,7 +188,9 @@ fn a_node_deleted_from_the_datastore_loses_its_routes_and_sessions_everywhere() 
 
     // As an operator does: the node's agent stopped first, then the node deleted.
     let mut third = agents.pop().expect("node-3's agent");
-    assert_eq!(third.stop().and_then(|s| s.code()), Some(0));
+    let stopped = Instant::now();
+    let status = third.stop();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "after {:?}: {}", stopped.elapsed(), third.daemon.log_tail(30));
     let (ok, out) = calicoctl(&cluster, &["delete", "node", "node-3"], "", &[]);
     assert!(ok, "calicoctl delete node: {out}");
     assert!(node_doc(&cluster, "node-3").is_none());
