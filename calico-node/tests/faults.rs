@@ -46,7 +46,8 @@ fn killed_agent_leaves_bird_and_traffic_and_the_next_one_adopts_bird_without_a_r
     let p3 = cluster.nodes[0].add_pod(&late_conf, "late");
     let late_block = block_of(&p3.ip);
     assert!(p3.ip.starts_with("10.245."), "the late pod got {}", p3.ip);
-    ping.wait_replies(100);
+    // Three seconds of traffic with no agent on node-1.
+    ping.wait_replies(300);
     assert_eq!(agents[0].bird_pid(), Some(bird), "BIRD went with the agent");
     block_everywhere_now(&cluster, 0, &block_of(&p1.ip)).unwrap();
     block_everywhere_now(&cluster, 1, &block_of(&p2.ip)).unwrap();
@@ -227,7 +228,9 @@ fn a_bad_resource_written_around_calicoctl_keeps_the_last_good_config() {
     let before: Vec<_> = agents.iter().map(since).collect();
     let store = cluster.etcd().store();
     let key = Key::resource(&BGP_PEER, "bad");
-    for (spec, says) in [(json!({"peerIP": "300.1.1.1", "asNumber": 65001}), "300.1.1.1"), (json!({"peerIP": "10.250.0.77", "asNumber": "abc"}), "abc")] {
+    for (spec, says) in
+        [(json!({"peerIP": "300.1.1.1", "asNumber": 65001}), "300.1.1.1"), (json!({"peerIP": "10.250.0.77", "asNumber": "abc"}), "abc")]
+    {
         let doc = json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
             "metadata": {"name": "bad", "uid": "0b5e7a9c-0000-4000-8000-000000000001", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": spec});
         store.lock().expect("etcd").create(&key, Json::encode(&doc).expect("encode")).expect("write the bad peer");

@@ -78,7 +78,8 @@ fn as_lands_in_the_node_and_operator_labels_survive_a_restart() {
         return;
     }
     let cluster = bed(1);
-    let mine = "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  logSeverityScreen: Info\n  asNumber: 64600\n";
+    let mine =
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  logSeverityScreen: Info\n  asNumber: 64600\n";
     let (ok, out) = calicoctl(&cluster, &["apply", "-f", "-"], mine, &[]);
     assert!(ok, "{out}");
     let before = default_bgp_configuration(&cluster).expect("default");
@@ -114,7 +115,9 @@ fn a_node_with_another_nodes_address_is_refused_and_writes_nothing() {
     let second = &cluster.nodes[1];
     let (status, log) = run_to_exit(&cluster, second, &[("IP", &taken)], TIMEOUT);
     assert!(!status.success(), "started with node-1's address: {log}");
-    assert!(log.contains("\"node-1\"") && log.contains(&cluster.nodes[0].ip), "{log}");
+    let line = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("no error line in {log}"));
+    assert!(line.contains("\"node-1\"") && line.contains(&cluster.nodes[0].ip), "{line}");
+    eprintln!("{line}");
     assert!(node_doc(&cluster, "node-2").is_none(), "node-2 registered anyway");
     assert!(!second.path("/var/lib/calico/nodename").exists(), "node-2 wrote its nodename file");
     assert!(!second.path("/var/run/calico/bird.pid").exists(), "node-2 started BIRD");
@@ -167,6 +170,7 @@ fn unreachable_etcd_at_startup_is_a_clear_error() {
     assert_eq!(status.code(), Some(1), "{log}");
     let line = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("no error line in {log}"));
     assert!(line.contains("datastore") && line.contains("c0:1"), "{line}");
+    eprintln!("{line}");
     assert!(!node.path("/var/lib/calico/nodename").exists());
     assert!(!node.path("/var/run/calico/bird.pid").exists());
 }
