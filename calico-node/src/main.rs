@@ -1,7 +1,9 @@
 //! `calico-node`: the per-node agent. Configured by the environment as Calico's calico-node is (see
 //! `settings`); logs to stderr; runs until SIGTERM (or SIGINT). Startup: settings, the node's addresses,
 //! its Node resource and `bgpconfigurations/default`, BIRD started (or adopted) with the first config, and
-//! `/var/lib/calico/nodename` written last. Exit codes: 0 after a signal, 1 when startup fails.
+//! `/var/lib/calico/nodename` written last. Exit codes: 0 after a signal, 1 when startup fails, a datastore
+//! that does not answer included: startup does not retry, its supervisor (systemd, a DaemonSet) starts it
+//! again; once running, the agent rides out an outage (routes and sessions stay, the watch resumes).
 use calico_node::agent::{self, Agent, Model};
 use calico_node::autodetect;
 use calico_node::register::{self, Addresses};

@@ -81,8 +81,11 @@ impl Settings {
         let ipv6 = address(get("IP6").or_else(|| Some("none".into())), get("IP6_AUTODETECTION_METHOD"), true)?;
         let as_number = get("AS").map(|a| a.parse::<AsNumber>().map_err(|e| bad("AS", e))).transpose()?;
         let datastore = datastore::config::from_env(env).map_err(|e| bad("datastore", e))?;
-        let backend =
-            get("CALICO_NETWORKING_BACKEND").unwrap_or_default().parse::<Backend>().map_err(|e| bad("CALICO_NETWORKING_BACKEND", e.to_string()))?;
+        let backend = get("CALICO_NETWORKING_BACKEND").unwrap_or_default().parse::<Backend>().map_err(|e| match e {
+            // The variable's name once, as for every other setting.
+            dataplane::Error::Config { field, reason } => bad(&field, reason),
+            other => bad("CALICO_NETWORKING_BACKEND", other.to_string()),
+        })?;
         let router_id = get("CALICO_ROUTER_ID").unwrap_or_default().parse::<RouterIdSource>().map_err(|e| bad("CALICO_ROUTER_ID", e))?;
         let mut vxlan = VxlanConfig::default();
         if let Some(v) = get("FELIX_VXLANVNI") {

@@ -84,10 +84,16 @@ impl Bird {
             cmd.arg("-R");
         }
         cmd.stdin(Stdio::null());
-        // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+        // SAFETY: setsid, sigemptyset and sigprocmask are async-signal-safe and touch nothing of the parent.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
+                // The agent blocks SIGTERM, SIGINT and SIGHUP in every thread (it waits for them with sigwait), and a
+                // blocked mask survives exec: unblocked, or BIRD would ignore the agent's SIGTERM and only go
+                // with the SIGKILL after STOP_TIMEOUT, without its orderly shutdown.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
                 Ok(())
             });
         }

@@ -72,13 +72,19 @@ impl Agent {
         self.daemon = spawn(&self.enter, &self.log_dir, &self.env);
     }
 
-    /// Waits for `/var/lib/calico/nodename` (written last at startup).
+    /// Waits for `/var/lib/calico/nodename` (written last at startup) and a state file of this very agent (the
+    /// nodename file of an earlier agent on the node stays: alone it would say ready before this one is).
     pub fn wait_ready(&mut self, timeout: Duration) {
         let file = self.lib_dir.join("nodename");
+        let state = self.run_dir.join("calico-node.json");
         let daemon = &mut self.daemon;
         crate::wait_for(&format!("calico-node ready on {}", self.node), timeout, || {
             if !daemon.running() {
                 return Err(format!("calico-node exited: {}", daemon.log_tail(30)));
+            }
+            let written: serde_json::Value = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            if written["pid"].as_u64() != Some(u64::from(daemon.pid())) {
+                return Err(format!("no state file of pid {} yet", daemon.pid()));
             }
             std::fs::read_to_string(&file).map(|_| ()).map_err(|e| e.to_string())
         });

@@ -90,7 +90,13 @@ impl<'a> EtcdWatcher<'a> {
         let mut errors = Vec::new();
         for k in 0..n {
             let idx = (self.member + k) % n;
-            match client.open_stream(idx, "/v3/watch", &[("Grpc-Metadata-Hasleader", "true")], body.as_bytes()) {
+            // `Connection: close`: Go's HTTP/1 server discards the unread rest of a request body when the handler
+            // first flushes its answer, unless the connection closes after the reply. The gateway decodes the
+            // create requests from the body one by one while the first `created` goes out, so without it the
+            // later prefixes (about one open in 20 on a loaded machine) were never watched and their changes
+            // never arrived. A watch connection is never reused anyway.
+            let headers = [("Grpc-Metadata-Hasleader", "true"), ("Connection", "close")];
+            match client.open_stream(idx, "/v3/watch", &headers, body.as_bytes()) {
                 Ok(conn) => {
                     self.member = idx;
                     tracing::debug!(member = client.url(idx), "etcd watch stream opened");

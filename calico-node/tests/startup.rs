@@ -1,0 +1,209 @@
+//! calico-node's startup on cluster beds over etcd (issue 13): the node name from the host name, the address
+//! from each autodetection method, `AS`, operator labels kept over a restart, `bgpconfigurations/default`,
+//! `/var/lib/calico/nodename`; the refusals (another node's address, bad environment, no etcd), which write
+//! nothing; and SIGTERM. Needs root, bird2 and etcd (scripts/deps.sh --all).
+mod support;
+
+use datastore::resources::kinds::{BGP_CONFIGURATION, NODE};
+use datastore::store::{Datastore, Key, Kind};
+use std::time::{Duration, Instant};
+use support::*;
+use testbed::agent::Agent;
+use testbed::cluster::{Cluster, Spec};
+
+fn bed(nodes: usize) -> Cluster {
+    let cluster = Cluster::new(&Spec::nodes(nodes).with_etcd());
+    cluster.ipam(&["pool", "add", "--name", "bed", "--cidr", POOL, "--block-size", "26"]);
+    cluster
+}
+
+fn default_bgp_configuration(cluster: &Cluster) -> Option<datastore::store::Record> {
+    let store = cluster.etcd().store();
+    let session = store.lock().expect("etcd");
+    session.get(&Key::resource(&BGP_CONFIGURATION, "default")).expect("read")
+}
+
+fn ipv4_address(cluster: &Cluster, node: &str) -> String {
+    let doc = node_doc(cluster, node).unwrap_or_else(|| panic!("no Node {node}"));
+    doc["spec"]["bgp"]["ipv4Address"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_host_name_names_the_node_and_every_method_detects_its_address() {
+    if !available("the_host_name_names_the_node_and_every_method_detects_its_address") {
+        return;
+    }
+    let cluster = bed(1);
+    let node = &cluster.nodes[0];
+    // Addresses autodetection must see past: a global one on lo (before eth0), another interface's.
+    node.ip(&["addr", "add", "10.97.0.1/32", "dev", "lo"]);
+    // (A veth pair: the bed's kernel may have no dummy module.)
+    node.ip(&["link", "add", "ens5", "type", "veth", "peer", "name", "ens6"]);
+    node.ip(&["addr", "add", "10.96.0.1/24", "dev", "ens5"]);
+    node.ip(&["link", "set", "ens5", "up"]);
+    node.ip(&["link", "set", "ens6", "up"]);
+    assert!(default_bgp_configuration(&cluster).is_none());
+    let eth0 = format!("{}/24", node.ip);
+    let (router, _) = testbed::cluster::router_ip(0);
+    let can_reach = format!("can-reach={router}");
+    for (method, want) in [
+        ("", eth0.as_str()),
+        ("first-found", &eth0),
+        ("interface=eth.*", &eth0),
+        ("cidr=10.250.0.0/16", &eth0),
+        (can_reach.as_str(), &eth0),
+        ("interface=ens.*", "10.96.0.1/24"),
+        ("skip-interface=eth.*", "10.96.0.1/24"),
+    ] {
+        // NODENAME empty is unset: the host name it is.
+        let mut agent = Agent::start(&cluster, node, &[("NODENAME", ""), ("IP", "autodetect"), ("IP_AUTODETECTION_METHOD", method)]);
+        agent.wait_ready(TIMEOUT);
+        assert_eq!(std::fs::read_to_string(agent.lib_dir.join("nodename")).expect("nodename"), "node-1");
+        assert_eq!(ipv4_address(&cluster, "node-1"), want, "IP_AUTODETECTION_METHOD={method}");
+        assert!(full_log(&agent).contains(&format!("ipv4=Some({want})")), "{}", agent.daemon.log_tail(20));
+        let asked = Instant::now();
+        let status = agent.stop();
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{method}: {status:?} after {:?}: {}", asked.elapsed(), agent.daemon.log_tail(30));
+    }
+    let store = cluster.etcd().store();
+    let nodes = store.lock().expect("etcd").list(Kind::Resource(&NODE)).expect("nodes");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let conf = default_bgp_configuration(&cluster).expect("bgpconfigurations/default created");
+    assert_eq!(conf.value.to_value()["spec"], serde_json::json!({}));
+}
+
+#[test]
+fn as_lands_in_the_node_and_operator_labels_survive_a_restart() {
+    if !available("as_lands_in_the_node_and_operator_labels_survive_a_restart") {
+        return;
+    }
+    let cluster = bed(1);
+    let mine =
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  logSeverityScreen: Info\n  asNumber: 64600\n";
+    let (ok, out) = calicoctl(&cluster, &["apply", "-f", "-"], mine, &[]);
+    assert!(ok, "{out}");
+    let before = default_bgp_configuration(&cluster).expect("default");
+    let mut agent = Agent::start(&cluster, &cluster.nodes[0], &[("AS", "65010")]);
+    agent.wait_ready(TIMEOUT);
+    let doc = node_doc(&cluster, "node-1").expect("Node");
+    assert_eq!(doc["spec"]["bgp"]["asNumber"], 65010, "{doc}");
+    let bird_conf = std::fs::read_to_string(cluster.nodes[0].path("/etc/calico/calico-node/bird.conf")).expect("bird.conf");
+    assert!(bird_conf.contains("local as 65010;"), "{bird_conf}");
+    let after = default_bgp_configuration(&cluster).expect("default");
+    assert_eq!((after.rev, after.value.to_value()), (before.rev, before.value.to_value()), "the agent touched an existing default");
+
+    let (ok, out) = calicoctl(&cluster, &["label", "nodes", "node-1", "rack=r1"], "", &[]);
+    assert!(ok, "{out}");
+    assert_eq!(agent.stop().and_then(|s| s.code()), Some(0));
+    agent.restart();
+    agent.wait_ready(TIMEOUT);
+    let doc = node_doc(&cluster, "node-1").expect("Node");
+    assert_eq!(doc["metadata"]["labels"]["rack"], "r1", "{doc}");
+    assert_eq!(doc["spec"]["bgp"]["asNumber"], 65010, "{doc}");
+    assert_eq!(doc["spec"]["bgp"]["ipv4Address"], format!("{}/24", cluster.nodes[0].ip), "{doc}");
+}
+
+#[test]
+fn a_node_with_another_nodes_address_is_refused_and_writes_nothing() {
+    if !available("a_node_with_another_nodes_address_is_refused_and_writes_nothing") {
+        return;
+    }
+    let cluster = bed(2);
+    let mut first = Agent::start(&cluster, &cluster.nodes[0], &[]);
+    first.wait_ready(TIMEOUT);
+    let taken = format!("{}/24", cluster.nodes[0].ip);
+    let second = &cluster.nodes[1];
+    let (status, log) = run_to_exit(&cluster, second, &[("IP", &taken)], TIMEOUT);
+    assert!(!status.success(), "started with node-1's address: {log}");
+    let line = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("no error line in {log}"));
+    assert!(line.contains("\"node-1\"") && line.contains(&cluster.nodes[0].ip), "{line}");
+    eprintln!("{line}");
+    assert!(node_doc(&cluster, "node-2").is_none(), "node-2 registered anyway");
+    assert!(!second.path("/var/lib/calico/nodename").exists(), "node-2 wrote its nodename file");
+    assert!(!second.path("/var/run/calico/bird.pid").exists(), "node-2 started BIRD");
+    assert_eq!(ipv4_address(&cluster, "node-1"), taken);
+}
+
+#[test]
+fn bad_environment_exits_1_naming_the_variable_and_writes_nothing() {
+    if !available("bad_environment_exits_1_naming_the_variable_and_writes_nothing") {
+        return;
+    }
+    let cluster = bed(1);
+    let node = &cluster.nodes[0];
+    for (env, names) in [
+        (vec![("IP", "10.0.0.300")], "IP"),
+        (vec![("AS", "abc")], "AS"),
+        (vec![("CALICO_NETWORKING_BACKEND", "gobgp")], "CALICO_NETWORKING_BACKEND"),
+        (vec![("DATASTORE_TYPE", "etcdv3"), ("ETCD_ENDPOINTS", "")], "ETCD_ENDPOINTS"),
+        (vec![("IP_AUTODETECTION_METHOD", "sometimes"), ("IP", "autodetect")], "IP_AUTODETECTION_METHOD"),
+    ] {
+        let (status, log) = run_to_exit(&cluster, node, &env, TIMEOUT);
+        assert_eq!(status.code(), Some(1), "{env:?}: {log}");
+        let line = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("{env:?}: no error line in {log}"));
+        assert!(line.contains(names) && !line.contains(&format!("{names}: {names}")), "{env:?}: {line}");
+        eprintln!("{env:?}: {line}");
+    }
+    let store = cluster.etcd().store();
+    let session = store.lock().expect("etcd");
+    assert!(session.list(Kind::Resource(&NODE)).expect("nodes").is_empty());
+    assert!(session.get(&Key::resource(&BGP_CONFIGURATION, "default")).expect("read").is_none());
+    assert!(!node.path("/var/lib/calico/nodename").exists());
+}
+
+/// calico-node does not retry an etcd it cannot reach at startup: it exits 1 naming the datastore, and its
+/// supervisor (systemd's Restart=, a DaemonSet) starts it again, as after any other startup failure. Once
+/// running it rides out an outage (tests/faults.rs).
+#[test]
+fn unreachable_etcd_at_startup_is_a_clear_error() {
+    if !available("unreachable_etcd_at_startup_is_a_clear_error") {
+        return;
+    }
+    let cluster = bed(1);
+    let node = &cluster.nodes[0];
+    let nowhere = tempfile::tempdir().expect("tempdir");
+    let endpoint = format!("unix://{}/c0:1", nowhere.path().display());
+    let start = Instant::now();
+    let (status, log) = run_to_exit(&cluster, node, &[("ETCD_ENDPOINTS", &endpoint)], Duration::from_secs(60));
+    let took = start.elapsed();
+    eprintln!("etcd unreachable at startup: exit {status} after {took:?}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    let line = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("no error line in {log}"));
+    assert!(line.contains("datastore") && line.contains("c0:1"), "{line}");
+    eprintln!("{line}");
+    assert!(!node.path("/var/lib/calico/nodename").exists());
+    assert!(!node.path("/var/run/calico/bird.pid").exists());
+}
+
+#[test]
+fn sigterm_stops_bird_removes_the_state_file_and_leaves_the_routes() {
+    if !available("sigterm_stops_bird_removes_the_state_file_and_leaves_the_routes") {
+        return;
+    }
+    let (mut cluster, mut agents) = mesh(2);
+    let conf = cluster.calico_conf();
+    let p1 = cluster.nodes[0].add_pod(&conf, "a");
+    let p2 = cluster.nodes[1].add_pod(&conf, "b");
+    let blocks = [block_of(&p1.ip), block_of(&p2.ip)];
+    wait_block_everywhere(&cluster, 0, &blocks[0]);
+    wait_block_everywhere(&cluster, 1, &blocks[1]);
+    let agent = &mut agents[1];
+    let bird = agent.bird_pid().expect("node-2's BIRD");
+    let state = calico_node::state::path(&agent.run_dir);
+    assert!(state.exists());
+    let asked = Instant::now();
+    let status = agent.stop();
+    let took = asked.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", agent.daemon.log_tail(20));
+    // BIRD's own orderly shutdown, not the SIGKILL after the agent's grace period.
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+    assert!(full_log(agent).contains("Shutdown completed"), "{}", agent.daemon.log_tail(20));
+    assert!(!bird_alive(bird), "BIRD {bird} still runs");
+    assert!(!state.exists(), "the state file is left");
+    // persist: BIRD leaves its kernel routes on node-2 (the peer's block, its own blackhole) when it stops.
+    let node = &cluster.nodes[1];
+    let learned = node.route(&blocks[0]);
+    assert!(learned.contains(&format!("via {} dev eth0 proto bird", cluster.nodes[0].ip)), "{learned:?}");
+    assert!(node.route(&blocks[1]).contains("blackhole"), "{:?}", node.route(&blocks[1]));
+    eprintln!("SIGTERM to exit 0: {took:?}");
+}
