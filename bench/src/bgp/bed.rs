@@ -137,11 +137,19 @@ pub fn start_birds(cluster: &Cluster, blocks: &[String], timers: &str) -> (Vec<B
     (birds, start)
 }
 
-/// A process's peak and current resident set (VmHWM, VmRSS), KiB.
-pub fn memory(pid: u32) -> Option<(u64, u64)> {
+/// A process's resident set, KiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// VmHWM: the peak.
+    pub peak: u64,
+    /// VmRSS: now.
+    pub now: u64,
+}
+
+pub fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse().ok());
-    Some((field("VmHWM:")?, field("VmRSS:")?))
+    Some(Memory { peak: field("VmHWM:")?, now: field("VmRSS:")? })
 }
 
 /// A process's CPU so far (utime + stime).

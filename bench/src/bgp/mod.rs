@@ -157,9 +157,9 @@ fn three_nodes(o: &Opts, wanted: &dyn Fn(&str) -> bool) -> ThreeNodes {
         let conf = cluster.calico_conf();
         let (mut claims, mut adds, mut floor) = (Vec::new(), Vec::new(), Vec::new());
         let arrival = |i: usize, prefix: &str, t0: Instant| -> f64 {
-            let last = (0..3).filter(|j| *j != i).map(|j| {
-                monitors[j].wait_arrived(prefix, t0, ROUTE_TIMEOUT).unwrap_or_else(|| panic!("{prefix} never reached node-{}", j + 1))
-            });
+            let last = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| monitors[j].wait_arrived(prefix, t0, ROUTE_TIMEOUT).unwrap_or_else(|| panic!("{prefix} never reached node-{}", j + 1)));
             ms(last.max().expect("two other nodes").duration_since(t0))
         };
         for k in 0..o.claims {
@@ -184,12 +184,9 @@ fn three_nodes(o: &Opts, wanted: &dyn Fn(&str) -> bool) -> ThreeNodes {
 
     if wanted("footprint") {
         std::thread::sleep(Duration::from_secs(2));
-        let pids: Vec<(u32, u32)> =
-            agents.iter().map(|a| (a.daemon.pid(), a.bird_pid().expect("the agent's BIRD runs") as u32)).collect();
-        let mem: Vec<((u64, u64), (u64, u64))> = pids
-            .iter()
-            .map(|(a, b)| (bed::memory(*a).expect("agent's /proc"), bed::memory(*b).expect("BIRD's /proc")))
-            .collect();
+        let pids: Vec<(u32, u32)> = agents.iter().map(|a| (a.daemon.pid(), a.bird_pid().expect("the agent's BIRD runs") as u32)).collect();
+        let mem: Vec<(bed::Memory, bed::Memory)> =
+            pids.iter().map(|(a, b)| (bed::memory(*a).expect("agent's /proc"), bed::memory(*b).expect("BIRD's /proc"))).collect();
         let cpu = || -> Vec<(Duration, Duration)> {
             pids.iter().map(|(a, b)| (bed::cpu(*a).unwrap_or_default(), bed::cpu(*b).unwrap_or_default())).collect()
         };
@@ -257,9 +254,10 @@ fn startup_md(ours: &[f64], defaults: &[f64], calicos: &[f64]) -> String {
     )
 }
 
-fn footprint_md(idle: u64, mem: &[((u64, u64), (u64, u64))], used: &[(f64, f64)], claims: Option<usize>) -> String {
-    let max = |f: &dyn Fn(&((u64, u64), (u64, u64))) -> u64| mem.iter().map(f).max().unwrap_or(0);
-    let (agent_hwm, agent_rss, bird_hwm, bird_rss) = (max(&|m| m.0 .0), max(&|m| m.0 .1), max(&|m| m.1 .0), max(&|m| m.1 .1));
+/// `mem` and `used`: (agent, BIRD) per node.
+fn footprint_md(idle: u64, mem: &[(bed::Memory, bed::Memory)], used: &[(f64, f64)], claims: Option<usize>) -> String {
+    let max = |f: &dyn Fn(&(bed::Memory, bed::Memory)) -> u64| mem.iter().map(f).max().unwrap_or(0);
+    let (agent_hwm, agent_rss, bird_hwm, bird_rss) = (max(&|m| m.0.peak), max(&|m| m.0.now), max(&|m| m.1.peak), max(&|m| m.1.now));
     let cpu_max = |f: &dyn Fn(&(f64, f64)) -> f64| used.iter().map(f).fold(0.0, f64::max);
     let (agent_cpu, bird_cpu) = (cpu_max(&|u| u.0), cpu_max(&|u| u.1));
     let share = |c: f64| c / (idle as f64 * 1000.0) * 100.0;
@@ -344,7 +342,15 @@ fn scale(counts: &[usize]) -> String {
          agents. Time: from starting the first agent (all started back to back) to every node's kernel holding \
          a route to every other node's block (`ip monitor route` on each node). Memory after convergence.\n\n",
         table(
-            &["nodes", "topology", "start → all routes everywhere ms", "vs mesh", "sessions per node", "BIRD RSS KiB mean / max", "agent peak RSS KiB mean / max"],
+            &[
+                "nodes",
+                "topology",
+                "start → all routes everywhere ms",
+                "vs mesh",
+                "sessions per node",
+                "BIRD RSS KiB mean / max",
+                "agent peak RSS KiB mean / max"
+            ],
             &md
         )
     )
@@ -375,8 +381,8 @@ fn scale_bed(n: usize, reflector: bool) -> ScaleRow {
     let converged = ms(done.into_iter().flatten().max().expect("nodes").duration_since(start));
     let sessions: Vec<usize> = agents.iter().map(|a| bed::established(&a.ctl())).collect();
     let clients = if reflector { &sessions[1..] } else { &sessions[..] };
-    let bird_rss = agents.iter().filter_map(|a| bed::memory(a.bird_pid()? as u32)).map(|m| m.1).collect();
-    let agent_hwm = agents.iter().filter_map(|a| bed::memory(a.daemon.pid())).map(|m| m.0).collect();
+    let bird_rss = agents.iter().filter_map(|a| bed::memory(a.bird_pid()? as u32)).map(|m| m.now).collect();
+    let agent_hwm = agents.iter().filter_map(|a| bed::memory(a.daemon.pid())).map(|m| m.peak).collect();
     let row = ScaleRow {
         nodes: n,
         reflector,
