@@ -161,3 +161,31 @@ pub fn cpu(pid: u32) -> Option<Duration> {
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
     Some(Duration::from_micros(ticks * 1_000_000 / hz))
 }
+
+/// Gives every node a permanent neighbour entry for every other node's eth0. The kernel's ARP table limit
+/// (net.ipv4.neigh.default.gc_thresh3, 1024) is one for the whole machine, all namespaces together: a 50-node
+/// mesh needs 2450 entries, and past the limit new ones fail ("neighbor table overflow"), so SYNs wait for
+/// ARP and sessions back off for minutes. Permanent entries are not counted against it (and a real cluster
+/// has one table per host).
+pub fn static_neighbours(cluster: &Cluster) {
+    let macs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let out = n.ip(&["-br", "link", "show", "eth0"]);
+            out.split_whitespace().nth(2).unwrap_or_else(|| panic!("{}: no MAC in {out:?}", n.name)).to_string()
+        })
+        .collect();
+    for n in &cluster.nodes {
+        let batch: String = cluster
+            .nodes
+            .iter()
+            .zip(&macs)
+            .filter(|(p, _)| p.ip != n.ip)
+            .map(|(p, mac)| format!("neigh replace {} lladdr {mac} dev eth0 nud permanent\n", p.ip))
+            .collect();
+        let mut child = n.command("ip").args(["-batch", "-"]).stdin(Stdio::piped()).spawn().expect("ip -batch");
+        child.stdin.take().expect("stdin").write_all(batch.as_bytes()).expect("write batch");
+        assert!(child.wait().expect("ip -batch").success(), "{}: ip -batch of neighbours failed", n.name);
+    }
+}

@@ -110,6 +110,7 @@ struct ThreeNodes {
 fn three_nodes(o: &Opts, wanted: &dyn Fn(&str) -> bool) -> ThreeNodes {
     let mut out = ThreeNodes::default();
     let mut cluster = Cluster::new(&Spec::nodes(3).with_etcd());
+    bed::static_neighbours(&cluster);
     // /31 blocks: every other ADD claims a new block (the one between fills it), so each timed ADD is a claim.
     cluster.ipam(&["pool", "add", "--name", "bed", "--cidr", "10.244.0.0/16", "--block-size", "31"]);
     let monitors: Vec<RouteMonitor> = cluster.nodes.iter().map(|n| RouteMonitor::start(&n.netns)).collect();
@@ -339,7 +340,8 @@ fn scale(counts: &[usize]) -> String {
          has a block) added before the agents; for the reflector, node-1 labelled `route-reflector=true` with \
          `routeReflectorClusterID: 244.0.0.1`, a BGPPeer `nodeSelector: all()` / `peerSelector: \
          route-reflector == 'true'` and `nodeToNodeMeshEnabled: false`, applied with calicoctl before the \
-         agents. Time: from starting the first agent (all started back to back) to every node's kernel holding \
+         agents. Every node has permanent neighbour entries for the others (`bed::static_neighbours`: the \
+         kernel's ARP table limit is one for the whole machine, and a 50-node mesh on it overflows). Time: from starting the first agent (all started back to back) to every node's kernel holding \
          a route to every other node's block (`ip monitor route` on each node). Memory after convergence.\n\n",
         table(
             &[
@@ -358,6 +360,7 @@ fn scale(counts: &[usize]) -> String {
 
 fn scale_bed(n: usize, reflector: bool) -> ScaleRow {
     let mut cluster = Cluster::new(&Spec::nodes(n).with_etcd());
+    bed::static_neighbours(&cluster);
     cluster.ipam(&["pool", "add", "--name", "bed", "--cidr", "10.244.0.0/16", "--block-size", "26"]);
     if reflector {
         bed::route_reflector(&cluster);
