@@ -24,6 +24,7 @@ release_build --workspace --bins
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) CPUs, $(uname -sr), by \`scripts/bench.sh ${args[*]:-}\`."
   echo "Every plugin is called the same way: env + stdin, from a node network namespace, one process per call."
+  echo "The node agent's BGP benchmarks are in [bench-bgp.md](bench-bgp.md) (\`scripts/bench-bgp.sh\`)."
   echo
 } > "$out.head"
 CRS_BIN_DIR="$REL" "$REL/cni-bench" "${args[@]}" --out "$out.body"

@@ -5,11 +5,13 @@
 # forbids every start, and fails if one of them runs in this network namespace afterwards anyway.
 set -euo pipefail
 pkgs=(iproute2 iputils-ping containernetworking-plugins procps util-linux jq time)
-# --bench: what scripts/bench.sh needs on top (the etcd-store contender runs its own etcd-server).
+# --bench: what scripts/bench.sh needs on top (the etcd-store contender runs its own etcd-server); --bgp: what
+# scripts/bench-bgp.sh needs (BIRD 2 and etcd-server, run in the beds it builds).
 case "${1:-}" in
   --all) pkgs+=(containerd runc podman busybox-static golang-go golang-github-appc-cni-dev etcd-server etcd-client curl iptables openssl
     bird2 frr nftables tcpdump) ;;
   --bench) pkgs+=(etcd-server) ;;
+  --bgp) pkgs+=(etcd-server bird2) ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,9 +1,11 @@
 //! cni-bench: pod network setup and teardown, side by side with Debian's reference plugins, in one run.
 //! Contenders alternate pod by pod so machine drift falls on all of them alike. Needs root; the etcd-store
 //! contender also needs Debian's etcd-server (scripts/deps.sh --bench), and is left out with a note without it.
-//! `cni-bench alloc` times the allocator alone, in-process (`alloc.rs`).
+//! `cni-bench alloc` times the allocator alone, in-process (`alloc.rs`); `cni-bench bgp` the node agent's
+//! BGP figures on cluster beds (`bgp/`).
 mod alloc;
 mod alloc_etcd;
+mod bgp;
 mod contender;
 mod plot;
 mod stats;
@@ -45,7 +47,7 @@ fn parse_opts(args: &[String]) -> Opts {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--only sequential,burst,growth] [--out FILE.md]\n       cni-bench alloc --help");
+    eprintln!("{msg}\nusage: cni-bench [--pods N] [--burst N] [--concurrency 1,4,16] [--levels 0,1000,10000] [--growth-samples N] [--only sequential,burst,growth] [--out FILE.md]\n       cni-bench alloc --help\n       cni-bench bgp --help");
     std::process::exit(2)
 }
 
@@ -55,6 +57,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("alloc") {
         std::process::exit(alloc::run(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("bgp") {
+        std::process::exit(bgp::run(&args[1..]));
     }
     let o = parse_opts(&args);
     assert!(o.pods <= 60_000 && o.burst <= 60_000, "at most 60000 pods");
