@@ -1,7 +1,8 @@
 //! The agent's loop. One thread follows the datastore (a snapshot, then its change stream), one waits for
 //! signals, one per BIRD waits for it to exit; they send `Event`s to the main thread, which keeps the
-//! model (every record under the watched prefixes) and, a debounce interval after the first change of a
-//! burst, turns it into BIRD's config (`bird::plan` + `bird::render`). A config byte-identical to the one in
+//! model (every record under the watched prefixes) and syncs at most once per debounce interval: a change
+//! after a quiet interval at once (a block claimed by a pod start reaches BIRD without waiting), the changes
+//! of a burst together at the end of the interval. A sync turns the model into BIRD's config (`bird::plan` + `bird::render`). A config byte-identical to the one in
 //! place is not touched; a new one is checked with `bird -p`, renamed over the old one and loaded with
 //! `configure` (BIRD restarts only the protocols whose config changed). A plan that fails (a bad resource
 //! written around calicoctl) keeps the last good config and is reported in the log and the state file.
@@ -306,6 +307,7 @@ impl<'a> Agent<'a> {
     /// Runs until a signal; returns the signal.
     pub fn run(&mut self, events: Receiver<Event>) -> i32 {
         let mut due: Option<Instant> = Some(Instant::now());
+        let mut last_sync: Option<Instant> = None;
         // Bounded by the signal thread: every iteration handles one event or one due sync.
         loop {
             let event = match due {
@@ -323,6 +325,7 @@ impl<'a> Agent<'a> {
                 None => {
                     due = None;
                     self.sync();
+                    last_sync = Some(Instant::now());
                 }
                 Some(Event::Changes(c)) => {
                     if self.store_down {
@@ -330,7 +333,8 @@ impl<'a> Agent<'a> {
                         self.store_down = false;
                     }
                     self.model.apply(c);
-                    due.get_or_insert(Instant::now() + self.settings.debounce);
+                    let now = Instant::now();
+                    due.get_or_insert_with(|| last_sync.map_or(now, |l| (l + self.settings.debounce).max(now)));
                 }
                 Some(Event::Resync(snap)) => {
                     info!(revision = snap.revision, "resynchronised with the datastore");

@@ -16,8 +16,9 @@ pub const DEFAULT_CONF_DIR: &str = "/etc/calico/calico-node";
 /// The directory the CNI plugin reads `nodename` (and `mtu`) from.
 pub const DEFAULT_LIB_DIR: &str = "/var/lib/calico";
 pub const DEFAULT_BIRD: &str = "/usr/sbin/bird";
-/// How long the agent waits after a change for more before it renders (a pod start claims a block in one
-/// commit; a `calicoctl apply` of several resources is several commits in quick succession).
+/// The shortest interval between two syncs: a change after a quiet interval is synced at once, the changes
+/// that follow within the interval together at its end (a `calicoctl apply` of several resources is several
+/// commits in quick succession; a pod start claims a block in one).
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, PartialEq)]
