@@ -19,7 +19,7 @@ pub const DEFAULT_BIRD: &str = "/usr/sbin/bird";
 /// The shortest interval between two syncs: a change after a quiet interval is synced at once, the changes
 /// that follow within the interval together at its end (a `calicoctl apply` of several resources is several
 /// commits in quick succession; a pod start claims a block in one).
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(20);
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AddressSetting {
