@@ -84,10 +84,16 @@ impl Bird {
             cmd.arg("-R");
         }
         cmd.stdin(Stdio::null());
-        // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+        // SAFETY: setsid, sigemptyset and sigprocmask are async-signal-safe and touch nothing of the parent.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
+                // The agent blocks SIGTERM, SIGINT and SIGHUP in every thread (they are taken by sigwait), and
+                // a blocked mask survives fork and exec: unblocked, BIRD stops on SIGTERM instead of waiting
+                // for SIGKILL.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
                 Ok(())
             });
         }
