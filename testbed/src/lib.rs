@@ -1,7 +1,8 @@
 //! Test and benchmark bed: a "node" netns playing the host (with an uplink, as a real host has), pod netns
 //! as containers, and plugin runs exactly as a runtime does them (env + stdin, IPAM found through CNI_PATH).
 //! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
-//! `cluster` builds several such hosts on a shared fabric, with BGP daemons (`bird`, `frr`) for issue 13.
+//! `cluster` builds several such hosts on a shared fabric, with BGP daemons (`bird`, `frr`) for issue 13;
+//! `ping::Pinger` counts what a continuous ping loses while a test changes the network.
 pub mod agent;
 pub mod bird;
 pub mod cluster;
@@ -9,6 +10,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod frr;
 pub mod host;
+pub mod ping;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
