@@ -97,3 +97,41 @@ fn five_node_mesh_announces_new_blocks_and_withdraws_released_ones() {
     }
     ping_all(&pods.iter().enumerate().collect::<Vec<_>>());
 }
+
+#[test]
+fn nodes_in_their_own_ases_mesh_over_ebgp() {
+    if !available("nodes_in_their_own_ases_mesh_over_ebgp") {
+        return;
+    }
+    let mut cluster = Cluster::new(&Spec::nodes(3).with_etcd());
+    cluster.apply(&[pool("bed", "10.244.0.0/16", 26)]);
+    let ases = ["64601", "64602", "64603"];
+    let mut agents: Vec<_> = cluster.nodes.iter().zip(ases).map(|(n, asn)| testbed::agent::Agent::start(&cluster, n, &[("AS", asn)])).collect();
+    for a in &mut agents {
+        a.wait_ready(TIMEOUT);
+    }
+    for a in &mut agents {
+        a.wait_sessions(2, TIMEOUT);
+    }
+    // Each mesh session is external: the peer's AS is its node's.
+    for (i, a) in agents.iter().enumerate() {
+        for (j, n) in cluster.nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+            let text = a.birdc(&["show", "protocols", "all", &session_name("Mesh", &n.ip)]).expect("birdc");
+            let field = |key: &str| text.lines().find_map(|l| l.trim().strip_prefix(key)).map(str::trim).unwrap_or_default().to_string();
+            assert_eq!((field("Neighbor AS:"), field("Local AS:")), (ases[j].to_string(), ases[i].to_string()), "{text}");
+        }
+    }
+    let conf = cluster.calico_conf();
+    let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web")).collect();
+    for (j, p) in pods.iter().enumerate() {
+        let block = block_of(&p.ip, 26);
+        wait_block_everywhere(&cluster, &block, j);
+        // The best path is the owner's own announcement (AS path of one), not the one through the third node.
+        for (i, a) in agents.iter().enumerate().filter(|(i, _)| *i != j) {
+            let best = a.birdc(&["show", "route", &block, "primary", "all"]).expect("birdc");
+            let path = best.lines().find(|l| l.contains("BGP.as_path:")).unwrap_or_default();
+            assert_eq!(path.split(':').nth(1).map(str::trim), Some(ases[j]), "node {}'s best path to node {}'s block: {best}", i + 1, j + 1);
+        }
+    }
+    ping_all(&pods.iter().enumerate().collect::<Vec<_>>());
+}
