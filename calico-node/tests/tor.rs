@@ -3,7 +3,7 @@
 //! and whose prefix every node installs; a rack-scoped BGPPeer (`nodeSelector: rack == 'a'`) peers only the
 //! labelled nodes with a second ToR; a BGPPeer with a password (`secretKeyRef`, read from the node's
 //! /etc/calico/secrets/<secret>/<key>) Establishes with the ToR that has the same TCP MD5 key and never with a
-//! wrong one or none. Needs root, bird2, etcd and frr.
+//! wrong one or none, and comes up once the node's secret file is put right. Needs root, bird2, etcd and frr.
 mod common;
 
 use common::*;
@@ -180,9 +180,28 @@ fn md5_passwords_from_the_secret_dir_establish_only_when_they_match() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Node 1's session carries routes as any other.
+    // The secret put right on the node (as a mounted secret volume is updated in place): the agent reads its
+    // secret files again by itself, and the sessions come up with no change in the datastore.
+    for i in [1, 2] {
+        let file = cluster.nodes[i].path("/etc/calico/secrets/bgp-secrets/tor");
+        std::fs::create_dir_all(file.parent().expect("secret dir")).expect("make the secret dir");
+        std::fs::write(&file, "s3cret-Tor").expect("rotate the secret");
+    }
+    for i in [1, 2] {
+        frr.wait_established(&ips[i], TIMEOUT);
+    }
+    // The keyed sessions carry routes as any other: node 1's block from each node (the mesh), one via node 1.
     let conf = cluster.calico_conf();
     let pod = cluster.nodes[0].add_pod(&conf, "web");
-    assert_eq!(frr.wait_prefix(&block_of(&pod.ip, 26), TIMEOUT), ips[0], "the ToR's next hop for node 1's block");
+    let block = block_of(&pod.ip, 26);
+    testbed::wait_for(&format!("{block} from every node on the ToR"), TIMEOUT, || {
+        let mut hops = frr_next_hops(&frr, &block);
+        hops.sort();
+        if hops == ips {
+            Ok(())
+        } else {
+            Err(format!("{hops:?}"))
+        }
+    });
     cluster.nodes[0].wait_route("192.0.2.0/24", &format!("via {tor_ip} dev eth0 proto bird"), TIMEOUT);
 }
