@@ -25,6 +25,9 @@ use tracing::{debug, error, info, warn};
 const WATCH_SLICE: Duration = Duration::from_secs(60);
 /// Waits between attempts at a store that does not answer.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How often the secret files BGP passwords come from are read again while nothing else happens: a rotated
+/// password (a mounted secret volume updated in place) reaches BIRD within this, with no datastore change.
+const SECRETS_RECHECK: Duration = Duration::from_secs(5);
 
 pub enum Event {
     Changes(Vec<Change>),
@@ -182,6 +185,8 @@ pub struct Agent<'a> {
     applied: Option<String>,
     /// The store stopped answering (logged once until it answers again).
     store_down: bool,
+    /// The secrets the last rendered config refers to, and what they held then.
+    secrets: (Vec<bird::SecretRef>, BTreeMap<bird::SecretRef, String>),
 }
 
 impl<'a> Agent<'a> {
@@ -193,7 +198,7 @@ impl<'a> Agent<'a> {
             ..AgentState::default()
         };
         let applied = std::fs::read_to_string(settings.bird_conf()).ok();
-        Agent { settings, store, model, bird: None, routing, state, events, applied, store_down: false }
+        Agent { settings, store, model, bird: None, routing, state, events, applied, store_down: false, secrets: Default::default() }
     }
 
     fn uses_bird(&self) -> bool {
@@ -252,6 +257,7 @@ impl<'a> Agent<'a> {
 
     fn render(&mut self) -> Result<String, String> {
         let snap = self.model.bgp_snapshot(self.settings).map_err(|e| e.to_string())?;
+        self.secrets = (snap.secret_refs(), snap.passwords.clone());
         let config = bird::plan(&snap).map_err(|e| e.to_string())?;
         if config.warnings != self.state.warnings {
             for w in &config.warnings {
@@ -304,6 +310,21 @@ impl<'a> Agent<'a> {
         Ok(())
     }
 
+    /// True when a secret file the config refers to holds something else than when last read (each change
+    /// counts once, also when the config it leads to cannot be rendered).
+    fn secrets_changed(&mut self) -> bool {
+        let (refs, held) = &mut self.secrets;
+        if refs.is_empty() {
+            return false;
+        }
+        let now = bird::secrets::load(&self.settings.secrets_dir, refs).0;
+        if now == *held {
+            return false;
+        }
+        *held = now;
+        true
+    }
+
     /// Runs until a signal; returns the signal.
     pub fn run(&mut self, events: Receiver<Event>) -> i32 {
         let mut due: Option<Instant> = Some(Instant::now());
@@ -316,9 +337,16 @@ impl<'a> Agent<'a> {
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return 0,
                 },
-                None => match events.recv() {
+                None => match events.recv_timeout(SECRETS_RECHECK) {
                     Ok(e) => Some(e),
-                    Err(_) => return 0,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.secrets_changed() {
+                            info!("a BGP password's secret file changed");
+                            due = Some(Instant::now());
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return 0,
                 },
             };
             match event {

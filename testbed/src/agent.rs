@@ -123,6 +123,36 @@ impl Agent {
         start.elapsed()
     }
 
+    /// Waits until BIRD's BGP protocols are exactly `names`, each Established (so sessions that should go are
+    /// gone); returns how long it took.
+    pub fn wait_session_set(&mut self, names: &[&str], timeout: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        let ctl = self.ctl();
+        let daemon = &mut self.daemon;
+        let mut want: Vec<&str> = names.to_vec();
+        want.sort_unstable();
+        crate::wait_for(&format!("BGP sessions {want:?} (only) Established on {}", self.node), timeout, || {
+            if !daemon.running() {
+                return Err(format!("calico-node exited: {}", daemon.log_tail(30)));
+            }
+            let protos = parse_protocols(&try_birdc(&ctl, &["show", "protocols"])?);
+            let bgp: Vec<&Protocol> = protos.iter().filter(|p| p.proto == "BGP").collect();
+            let mut have: Vec<&str> = bgp.iter().map(|p| p.name.as_str()).collect();
+            have.sort_unstable();
+            if have == want && bgp.iter().all(|p| p.info.starts_with("Established")) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", bgp.iter().map(|p| format!("{} {} {}", p.name, p.state, p.info)).collect::<Vec<_>>()))
+            }
+        });
+        start.elapsed()
+    }
+
+    /// The state of BGP protocol `name` (`info`, e.g. `Established`), if BIRD has it.
+    pub fn session(&self, name: &str) -> Option<String> {
+        self.protocols().into_iter().find(|p| p.name == name).map(|p| p.info)
+    }
+
     /// The live BIRD's pid (from its pid file).
     pub fn bird_pid(&self) -> Option<i32> {
         bird_pid(&self.run_dir)

@@ -145,6 +145,37 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs calicoctl on the cluster's etcd, `stdin` fed to it (for `apply -f -`), as an operator runs it from a
+    /// machine of the cluster: a config file naming the etcd (so no /etc/calico/calicoctl.cfg of the machine
+    /// is read), nothing else of the environment but PATH.
+    pub fn calicoctl(&self, args: &[&str], stdin: &str) -> Outcome {
+        let cfg = self.etcd().dir.path().join("calicoctl.cfg");
+        if !cfg.exists() {
+            let spec = json!({"apiVersion": "projectcalico.org/v3", "kind": "CalicoAPIConfig",
+                "spec": {"datastoreType": "etcdv3", "etcdEndpoints": self.etcd().endpoints_csv()}});
+            std::fs::write(&cfg, spec.to_string()).expect("write calicoctl.cfg");
+        }
+        let mut c = Command::new(crate::target_dir().join("calicoctl"));
+        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").arg("--config").arg(&cfg).args(args);
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let start = Instant::now();
+        let child = c.spawn().expect("run calicoctl (cargo build -p calicoctl)");
+        crate::finish_plugin(start, child, stdin.as_bytes())
+    }
+
+    /// `calicoctl` that must succeed; returns its stdout.
+    pub fn calicoctl_ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.calicoctl(args, stdin);
+        assert_eq!(out.code, 0, "calicoctl {args:?} failed: {}{}", out.stdout, out.stderr);
+        out.stdout
+    }
+
+    /// `calicoctl apply -f -` of `docs` (JSON documents, one resource each).
+    pub fn apply(&self, docs: &[Value]) -> String {
+        let text: Vec<String> = docs.iter().map(Value::to_string).collect();
+        self.calicoctl_ok(&["apply", "-f", "-"], &text.join("\n---\n"))
+    }
+
     /// What this bed holds on the machine right now, to check after the drop that all of it is gone.
     pub fn footprint(&self) -> Footprint {
         let mut netns: Vec<String> = list_netns().into_iter().filter(|n| n.starts_with(&format!("{}-", self.prefix))).collect();

@@ -1,7 +1,8 @@
 //! Test and benchmark bed: a "node" netns playing the host (with an uplink, as a real host has), pod netns
 //! as containers, and plugin runs exactly as a runtime does them (env + stdin, IPAM found through CNI_PATH).
 //! Every namespace and temp dir is removed by a guard, also when the test fails. Needs root.
-//! `cluster` builds several such hosts on a shared fabric, with BGP daemons (`bird`, `frr`) for issue 13.
+//! `cluster` builds several such hosts on a shared fabric, with BGP daemons (`bird`, `frr`) for issue 13;
+//! `ping::Pinger` counts what a continuous ping loses while a test changes the network.
 pub mod agent;
 pub mod bird;
 pub mod cluster;
@@ -9,6 +10,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod frr;
 pub mod host;
+pub mod ping;
 pub mod probe;
 
 use serde_json::Value;
@@ -73,9 +75,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Res
     loop {
         match probe() {
             Ok(v) => return v,
-            Err(state) if start.elapsed() >= timeout => panic!("timed out after {timeout:?} waiting for {what}: {state}"),
+            Err(state) if start.elapsed() >= timeout => panic!("timed out after {timeout:?} waiting for {what}: {state}{}", neighbour_table_note()),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+}
+
+/// When the kernel's IPv4 neighbour table is (nearly) full, a note saying so: the table is one for all network
+/// namespaces (`gc_thresh3`, 1024 by default), so a large bed running beside this one (50 nodes in a mesh)
+/// leaves no room for new ARP entries here, and sessions and pings fail with "No route to host" for tens of
+/// seconds. Raising `net.ipv4.neigh.default.gc_thresh3` (and `gc_thresh2`) on the machine cures it.
+pub fn neighbour_table_note() -> String {
+    let entries = std::fs::read_to_string("/proc/net/stat/arp_cache")
+        .ok()
+        .and_then(|t| t.lines().nth(1).and_then(|l| l.split_whitespace().next()).and_then(|h| u64::from_str_radix(h, 16).ok()));
+    let limit = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3").ok().and_then(|t| t.trim().parse::<u64>().ok());
+    match (entries, limit) {
+        (Some(e), Some(l)) if e + 16 >= l => format!(
+            " (note: the kernel's neighbour table, shared by every netns on the machine, holds {e} entries of gc_thresh3 = {l}: \
+             new ARP entries may fail; another bed may be filling it)"
+        ),
+        _ => String::new(),
     }
 }
 
