@@ -337,6 +337,11 @@ impl<'a> Agent<'a> {
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return 0,
                 },
+                // Without passwords in the config nothing is re-read: the agent sleeps until an event.
+                None if self.secrets.0.is_empty() => match events.recv() {
+                    Ok(e) => Some(e),
+                    Err(_) => return 0,
+                },
                 None => match events.recv_timeout(SECRETS_RECHECK) {
                     Ok(e) => Some(e),
                     Err(RecvTimeoutError::Timeout) => {
