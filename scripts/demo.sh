@@ -146,7 +146,7 @@ CALICO_RUN_DIR="$T/node-1/run" "$CTL" node status | sed 's/^/  /'
 
 echo "== live switch: full mesh -> route reflector node-1, while n2-a pings n3-a every 10 ms"
 ip netns exec crs-demo-n2-a ping -i 0.01 -W 1 "${ADDR[crs-demo-n3-a]}" > "$T/ping.log" 2>&1 &
-PING=$!
+PING=$!; PIDS+=($PING)
 "$CTL" label nodes node-1 route-reflector=true >/dev/null
 "$CTL" patch node node-1 -p '{"spec":{"bgp":{"routeReflectorClusterID":"244.0.0.1"}}}' >/dev/null
 cat <<'YAML' | "$CTL" apply -f - >/dev/null
