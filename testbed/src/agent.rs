@@ -33,21 +33,30 @@ fn kill_bird(run_dir: &std::path::Path) {
     }
 }
 
+/// The environment the agent runs with on `node`: its name, `IP` = eth0's address /24, the cluster's etcd,
+/// debug logs, then `env` (which overrides any of it; an empty value unsets).
+pub fn environment(cluster: &Cluster, node: &ClusterNode, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = vec![
+        ("NODENAME".into(), node.name.clone()),
+        ("IP".into(), format!("{}/24", node.ip)),
+        ("DATASTORE_TYPE".into(), "etcdv3".into()),
+        ("ETCD_ENDPOINTS".into(), cluster.etcd().endpoints_csv()),
+        ("CALICO_LOG_LEVEL".into(), "debug".into()),
+    ];
+    for (k, v) in env {
+        all.retain(|(ek, _)| ek != k);
+        if !v.is_empty() {
+            all.push((k.to_string(), v.to_string()));
+        }
+    }
+    all
+}
+
 impl Agent {
     /// Starts calico-node on `node` over the cluster's etcd with `IP` = the node's eth0 address (/24), plus
     /// `env` (which may override any of it). Does not wait: see `wait_ready`.
     pub fn start(cluster: &Cluster, node: &ClusterNode, env: &[(&str, &str)]) -> Agent {
-        let mut all: Vec<(String, String)> = vec![
-            ("NODENAME".into(), node.name.clone()),
-            ("IP".into(), format!("{}/24", node.ip)),
-            ("DATASTORE_TYPE".into(), "etcdv3".into()),
-            ("ETCD_ENDPOINTS".into(), cluster.etcd().endpoints_csv()),
-            ("CALICO_LOG_LEVEL".into(), "debug".into()),
-        ];
-        for (k, v) in env {
-            all.retain(|(ek, _)| ek != k);
-            all.push((k.to_string(), v.to_string()));
-        }
+        let all = environment(cluster, node, env);
         let run_dir = node.path("/var/run/calico");
         let cleanup = crate::arm(Box::new({
             let run_dir = run_dir.clone();

@@ -215,19 +215,7 @@ impl Drop for Pinger {
 /// Runs calico-node once on `node` with the environment `Agent::start` gives plus `env` (an empty value
 /// unsets), for a run that must end by itself; returns its exit status and log.
 pub fn run_to_exit(cluster: &Cluster, node: &ClusterNode, env: &[(&str, &str)], timeout: Duration) -> (ExitStatus, String) {
-    let mut all: Vec<(String, String)> = vec![
-        ("NODENAME".into(), node.name.clone()),
-        ("IP".into(), format!("{}/24", node.ip)),
-        ("DATASTORE_TYPE".into(), "etcdv3".into()),
-        ("ETCD_ENDPOINTS".into(), cluster.etcd().endpoints_csv()),
-        ("CALICO_LOG_LEVEL".into(), "debug".into()),
-    ];
-    for (k, v) in env {
-        all.retain(|(ek, _)| ek != k);
-        if !v.is_empty() {
-            all.push((k.to_string(), v.to_string()));
-        }
-    }
+    let all = testbed::agent::environment(cluster, node, env);
     let mut c = node.command(testbed::target_dir().join("calico-node"));
     c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").envs(all);
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
