@@ -13,6 +13,7 @@ use serde_json::json;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::*;
+use testbed::bird::same_sessions;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

@@ -4,6 +4,7 @@
 //! no namespace. `birdc`/`parse_protocols` also serve for a BIRD someone else started (an agent's).
 use crate::daemon::Daemon;
 use crate::host::Host;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -139,6 +140,39 @@ pub fn parse_protocols(text: &str) -> Vec<Protocol> {
         Some(Protocol { name: s(name), proto: s(proto), table: s(table), state: s(state), since: s(since), info: w.collect::<Vec<_>>().join(" ") })
     })
     .collect()
+}
+
+/// A BGP session as `show protocols` has it: state, "since" (milliseconds of the day), info.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub state: String,
+    pub since_ms: u64,
+    pub info: String,
+}
+
+/// The BGP sessions among `protocols`, by protocol name.
+pub fn bgp_sessions(protocols: Vec<Protocol>) -> BTreeMap<String, Session> {
+    let ms = |t: &str| -> u64 {
+        let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
+        let s = hms.split(':').filter_map(|x| x.parse::<u64>().ok()).fold(0, |a, x| a * 60 + x);
+        s * 1000 + format!("{frac:0<3}")[..3].parse::<u64>().unwrap_or(0)
+    };
+    let bgp = protocols.into_iter().filter(|p| p.proto == "BGP");
+    bgp.map(|p| (p.name, Session { state: p.state, since_ms: ms(&p.since), info: p.info })).collect()
+}
+
+/// Whether every BIRD has the same sessions in the same state since the same time. BIRD shows "since" as
+/// wall-clock time converted from its monotonic clock at each query, which moves it by a millisecond now and
+/// then; a reset would move it by at least the time between the two looks.
+pub fn same_sessions(before: &[BTreeMap<String, Session>], now: &[BTreeMap<String, Session>]) -> Result<(), String> {
+    let same_session = |b: &Session, n: &Session| b.state == n.state && b.info == n.info && b.since_ms.abs_diff(n.since_ms) <= 20;
+    let same = before.len() == now.len()
+        && before.iter().zip(now).all(|(b, n)| b.len() == n.len() && b.iter().zip(n).all(|((bn, bs), (nn, ns))| bn == nn && same_session(bs, ns)));
+    if same {
+        Ok(())
+    } else {
+        Err(format!("sessions were {before:?}, now {now:?}"))
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use testbed::agent::Agent;
+pub use testbed::bird::Session;
 use testbed::cluster::{Cluster, ClusterNode, Spec};
 use testbed::daemon::Daemon;
 
@@ -89,33 +90,9 @@ pub fn node_doc(cluster: &Cluster, name: &str) -> Option<Value> {
     session.get(&Key::resource(&NODE, name)).expect("read node").map(|r| r.value.to_value())
 }
 
-/// One BGP protocol as `show protocols` has it: state, "since" (ms of the day), info.
-pub type Session = (String, u64, String);
-
-/// The BGP protocols of an agent's BIRD, by name.
+/// The BGP sessions of an agent's BIRD, by name.
 pub fn since(agent: &Agent) -> BTreeMap<String, Session> {
-    let ms = |t: &str| -> u64 {
-        let (hms, frac) = t.split_once('.').unwrap_or((t, "0"));
-        let s = hms.split(':').filter_map(|x| x.parse::<u64>().ok()).fold(0, |a, x| a * 60 + x);
-        s * 1000 + format!("{frac:0<3}")[..3].parse::<u64>().unwrap_or(0)
-    };
-    agent.protocols().into_iter().filter(|p| p.proto == "BGP").map(|p| (p.name, (p.state, ms(&p.since), p.info))).collect()
-}
-
-/// Whether every node has the same sessions in the same state since the same time. BIRD shows "since" as
-/// wall-clock time converted from its monotonic clock at each query, which moves it by a millisecond now and
-/// then; a reset would move it by at least the time between the two looks.
-pub fn same_sessions(before: &[BTreeMap<String, Session>], now: &[BTreeMap<String, Session>]) -> Result<(), String> {
-    let same = before.len() == now.len()
-        && before.iter().zip(now).all(|(b, n)| {
-            b.len() == n.len()
-                && b.iter().zip(n).all(|((bn, (bs, bt, bi)), (nn, (ns, nt, ni)))| bn == nn && bs == ns && bi == ni && bt.abs_diff(*nt) <= 20)
-        });
-    if same {
-        Ok(())
-    } else {
-        Err(format!("sessions were {before:?}, now {now:?}"))
-    }
+    testbed::bird::bgp_sessions(agent.protocols())
 }
 
 /// The BIRD protocol name of a mesh peer.
