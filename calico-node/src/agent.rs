@@ -15,6 +15,7 @@ use crate::supervisor::{self, Bird, BirdExited};
 use crate::tunnel;
 use datastore::ipam::records::Affinity;
 use datastore::resources::kinds::{BGP_CONFIGURATION, BGP_PEER, IPPOOL, NODE};
+use datastore::resources::metadata::rfc3339_now;
 use datastore::store::{affinity_prefix, Change, Datastore, Key, Kind, Record, Snapshot, Watchable, Watched};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -35,6 +36,8 @@ pub enum Event {
     Resync(Snapshot),
     /// The store does not answer (the watcher retries by itself).
     StoreDown(String),
+    /// It answers again, with nothing changed meanwhile (a change or a resync says so too).
+    StoreUp,
     BirdExited(BirdExited),
     Shutdown(i32),
 }
@@ -106,11 +109,13 @@ impl Model {
 /// Follows the store from `model.revision` on, sending what it sees; ends when the main thread is gone.
 pub fn follow(store: &dyn Watchable, prefixes: &[String], mut from: u64, events: &Sender<Event>) {
     let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let mut down = false;
     // Bounded by the receiver: every iteration sends or blocks in the store, and a failed send ends it.
     loop {
         let mut watcher = match store.watch(&prefixes, from + 1) {
             Ok(w) => w,
             Err(e) => {
+                down = true;
                 if events.send(Event::StoreDown(e.to_string())).is_err() {
                     return;
                 }
@@ -119,14 +124,24 @@ pub fn follow(store: &dyn Watchable, prefixes: &[String], mut from: u64, events:
             }
         };
         loop {
-            let sent = match watcher.next(Instant::now() + WATCH_SLICE) {
+            // While the store is down, short slices: a reconnect with nothing new is noticed within one.
+            let slice = if down { STORE_RETRY } else { WATCH_SLICE };
+            let sent = match watcher.next(Instant::now() + slice) {
                 Ok(Watched::Changes(c)) => {
+                    down = false;
                     from = from.max(c.iter().map(Change::revision).max().unwrap_or(from));
                     events.send(Event::Changes(c))
                 }
+                Ok(Watched::Quiet) if down && watcher.connected() => {
+                    down = false;
+                    events.send(Event::StoreUp)
+                }
                 Ok(Watched::Quiet) => Ok(()),
                 Ok(Watched::Resync) => break,
-                Err(e) => events.send(Event::StoreDown(e.to_string())),
+                Err(e) => {
+                    down = true;
+                    events.send(Event::StoreDown(e.to_string()))
+                }
             };
             if sent.is_err() {
                 return;
@@ -136,11 +151,13 @@ pub fn follow(store: &dyn Watchable, prefixes: &[String], mut from: u64, events:
         match store.snapshot(&prefixes) {
             Ok(s) => {
                 from = s.revision;
+                down = false;
                 if events.send(Event::Resync(s)).is_err() {
                     return;
                 }
             }
             Err(e) => {
+                down = true;
                 if events.send(Event::StoreDown(e.to_string())).is_err() {
                     return;
                 }
@@ -229,8 +246,22 @@ impl<'a> Agent<'a> {
         }
         let outcome = self.routing.sync(self.settings, &self.model);
         self.state.ipip = outcome.ipip;
+        self.write_state();
+    }
+
+    fn write_state(&self) {
         if let Err(e) = self.state.write(&self.settings.run_dir) {
             warn!(error = %e, "state file not written");
+        }
+    }
+
+    /// The datastore answered: the outage, if there was one, is over (in the log and the state file).
+    fn store_up(&mut self) {
+        if self.store_down {
+            info!("datastore answers again");
+            self.store_down = false;
+            self.state.datastore_down = None;
+            self.write_state();
         }
     }
 
@@ -361,15 +392,13 @@ impl<'a> Agent<'a> {
                     last_sync = Some(Instant::now());
                 }
                 Some(Event::Changes(c)) => {
-                    if self.store_down {
-                        info!("datastore answers again");
-                        self.store_down = false;
-                    }
+                    self.store_up();
                     self.model.apply(c);
                     let now = Instant::now();
                     due.get_or_insert_with(|| last_sync.map_or(now, |l| (l + self.settings.debounce).max(now)));
                 }
                 Some(Event::Resync(snap)) => {
+                    self.store_up();
                     info!(revision = snap.revision, "resynchronised with the datastore");
                     self.model = Model::from_snapshot(snap);
                     due = Some(Instant::now());
@@ -378,8 +407,11 @@ impl<'a> Agent<'a> {
                     if !self.store_down {
                         warn!(error = %e, "datastore unreachable: routes and sessions stay as they are");
                         self.store_down = true;
+                        self.state.datastore_down = Some(format!("since {}: {e}", rfc3339_now()));
+                        self.write_state();
                     }
                 }
+                Some(Event::StoreUp) => self.store_up(),
                 Some(Event::BirdExited(x)) => {
                     if self.bird.as_ref().map(|b| b.pid) == Some(x.pid) {
                         warn!(pid = x.pid, "BIRD exited: restarting it in graceful-restart recovery");

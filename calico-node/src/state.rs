@@ -30,6 +30,9 @@ pub struct AgentState {
     /// IPIP's state when a pool asks for it (`unsupported: ...` on a kernel without the ipip module).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipip: Option<String>,
+    /// While the datastore does not answer: since when, and the error (routes and sessions stay as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore_down: Option<String>,
     /// The datastore revision of the last snapshot applied.
     pub revision: u64,
 }

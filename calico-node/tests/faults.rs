@@ -144,12 +144,33 @@ fn etcd_down_for_30_s_keeps_routes_and_sessions_and_a_change_after_applies() {
                 Err(a.daemon.log_tail(5))
             }
         });
+        // The state file follows the log line; node status reports the outage beside the sessions.
+        let status = testbed::wait_for(&format!("{}'s node status to report the outage", a.node), TIMEOUT, || {
+            let status = node_status(&cluster, a);
+            if status.contains("\nDatastore unreachable since ") {
+                Ok(status)
+            } else {
+                Err(status)
+            }
+        });
+        assert!(status.contains("Established"), "{}: the sessions are still shown: {status}", a.node);
     }
 
     cluster.etcd.as_mut().expect("etcd").restart(0);
     let store = cluster.etcd().store();
     testbed::wait_for("etcd back", TIMEOUT, || store.lock().and_then(|s| s.get(&Key::IpamConfig)).map_err(|e| e.to_string()));
     let back = down.elapsed();
+    // With nothing changed meanwhile, the agents see it answer again and say so.
+    for a in &agents {
+        testbed::wait_for(&format!("{}'s node status to drop the outage", a.node), TIMEOUT, || {
+            let status = node_status(&cluster, a);
+            if status.contains("Datastore unreachable") {
+                Err(status)
+            } else {
+                Ok(())
+            }
+        });
+    }
     let peer = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: after-outage\nspec:\n  peerIP: 10.250.0.99\n  asNumber: 65099\n";
     let (ok, out) = calicoctl(&cluster, &["apply", "-f", "-"], peer, &[]);
     assert!(ok, "calicoctl apply: {out}");
@@ -208,12 +229,14 @@ fn a_node_deleted_from_the_datastore_loses_its_routes_and_sessions_everywhere() 
         });
         a.wait_sessions(1, TIMEOUT);
     }
-    // What the delete left of node-3's IPAM (Calico's calicoctl releases the node's affinities and addresses).
+    // As Calico's calicoctl: the node's affinities and its pod's address went with it.
     let store = cluster.etcd().store();
     let session = store.lock().expect("etcd");
     let affinities: Vec<String> = session.list(Kind::Affinity).expect("affinities").into_iter().map(|(k, _)| k.to_string()).collect();
     let left: Vec<&String> = affinities.iter().filter(|k| k.contains("/host/node-3/")).collect();
-    eprintln!("after `calicoctl delete node node-3`: its affinities in etcd: {left:?}");
+    assert!(left.is_empty(), "node-3's affinities after `calicoctl delete node node-3`: {left:?}");
+    let block_key = Key::Block(block.parse().expect("block CIDR"));
+    assert!(session.get(&block_key).expect("read block").is_none(), "node-3's block {block} (its one pod released) is gone");
     drop(third);
 }
 

@@ -9,7 +9,7 @@ use crate::error::{CtlError, Result};
 use crate::input::Item;
 use crate::output;
 use cni_ipam::ipam::admin;
-use datastore::resources::kinds::{kind_named, KindInfo};
+use datastore::resources::kinds::{kind_named, KindInfo, NODE};
 use datastore::resources::API_VERSION;
 use datastore::store::{Json, Key, Kind, Revision, Store, StoreError};
 use serde_json::{Map, Value};
@@ -396,13 +396,21 @@ pub fn apply(store: &mut dyn Store, p: &Prepared, stamp: &Stamp) -> Result<Value
     }
 }
 
-/// Deletes the resource at `key` (at revision `rv`, when given); returns it as it was.
+/// Deletes the resource at `key` (at revision `rv`, when given); returns it as it was. A Node takes with it
+/// what IPAM and the BGP resources hold for it (`admin::remove_node`).
 pub fn delete(store: &mut dyn Store, key: &Key, rv: Option<Revision>) -> Result<Value> {
     let Some(cur) = get(store, key)? else {
         return Err(CtlError::NotFound(identifier(key)));
     };
     if let Some(rv) = rv.filter(|rv| *rv != cur.rev) {
         return Err(CtlError::Conflict(format!("{}: resource version '{rv}' is out of date (latest: {})", identifier(key), cur.rev)));
+    }
+    if let Key::Resource { kind, name, .. } = key {
+        if **kind == NODE {
+            // As Calico's: the node's addresses, affinities and node-scoped resources go first.
+            let removed = admin::remove_node(store, name).map_err(ipam_err)?;
+            tracing::info!(node = %name, ?removed, "released what the node held");
+        }
     }
     let ops = admin::resource_ops(store, key, None, Some(cur.rev)).map_err(ipam_err)?;
     store.commit(&ops).map_err(|e| conflict(key, e, rv))?;

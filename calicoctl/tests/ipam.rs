@@ -1,7 +1,7 @@
 //! `calicoctl ipam show|check|release|configure` over allocations the built cni-ipam made the way a runtime
 //! does, on etcd and on the local store: pools and blocks, borrowed addresses, one address's owner, leaks
 //! by container ID and by vanished netns, the JSON report and releasing from it, configure and its rules,
-//! and a pool in use that cannot be deleted.
+//! a pool in use that cannot be deleted, and what `delete node` takes with it.
 mod support;
 use serde_json::Value;
 use support::*;
@@ -116,12 +116,61 @@ fn flow(ctl: &Ctl, net_for: &dyn Fn(&str) -> Net, tmp: &std::path::Path) {
     assert_eq!(ctl.run(&["ipam", "check"]).rc, 0);
 }
 
+/// `calicoctl delete node` as Calico's: the node's addresses, affinities, node-scoped BGPPeers and its
+/// `node.<name>` BGPConfiguration go with it; a block it owned that holds another node's address stays.
+fn node_delete(ctl: &Ctl, net_for: &dyn Fn(&str) -> Net) {
+    ctl.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: del-pool\nspec:\n  cidr: 10.75.0.0/27\n  blockSize: 28\n",
+    );
+    // Two blocks of 16: node-d claims one; node-c fills the other and borrows from node-d's.
+    let (c, d) = (net_for("node-c"), net_for("node-d"));
+    let d0 = d.add("d0");
+    let c_ips: Vec<String> = (0..17).map(|i| c.add(&format!("c{i}"))).collect();
+    let lent = &c_ips[16];
+    let block_of = |ip: &str| json_of(ctl, &["ipam", "show", "--ip", ip, "-o", "json"]);
+    assert_eq!(block_of(lent)["block"], block_of(&d0)["block"], "c16 is borrowed from node-d's block");
+    let mut docs = String::new();
+    for (name, ip) in [("node-c", "192.0.2.3/24"), ("node-d", "192.0.2.4/24")] {
+        docs += &format!("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  bgp:\n    ipv4Address: {ip}\n---\n");
+    }
+    docs += "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: d-tor\nspec:\n  node: node-d\n  peerIP: 192.0.2.254\n  asNumber: 64600\n---\n";
+    docs += "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: all-tor\nspec:\n  peerIP: 192.0.2.253\n  asNumber: 64600\n---\n";
+    docs += "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: node.node-d\nspec:\n  logSeverityScreen: Debug\n";
+    ctl.ok_stdin(&["apply", "-f", "-"], &docs);
+
+    assert_eq!(ctl.ok(&["delete", "node", "node-d"]), "Successfully deleted 1 'Node' resource(s)\n");
+    assert_eq!(ctl.ok(&["ipam", "show", "--ip", &d0]), format!("{d0} is not assigned\n"), "node-d's pod address is released");
+    assert_eq!(block_of(lent)["handle"], "test-net.c16", "node-c's borrowed address is kept");
+    let peers = json_of(ctl, &["get", "bgppeers", "-o", "json"]);
+    let names: Vec<&str> = peers["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["name"].as_str()).collect();
+    assert_eq!(names, ["all-tor"], "only node-d's own peer goes");
+    assert_eq!(ctl.run(&["get", "bgpconfiguration", "node.node-d"]).rc, 1);
+    let out = ctl.run(&["ipam", "check"]);
+    assert_eq!(out.rc, 0, "{out}");
+    // No block is free: a node of the same name borrows from the unaffine block, as any node may.
+    let d1 = d.add("d1");
+    assert_eq!(block_of(&d1)["block"], block_of(lent)["block"], "{d1}");
+    assert_eq!(d.run("DEL", "d1").0, 0);
+
+    assert_eq!(ctl.ok(&["delete", "node", "node-c"]), "Successfully deleted 1 'Node' resource(s)\n");
+    let pools = json_of(ctl, &["ipam", "show", "-o", "json"]);
+    let pool = pools["pools"].as_array().into_iter().flatten().find(|p| p["name"] == "del-pool").cloned().unwrap_or_default();
+    assert_eq!(pool["inUse"], "0", "{pools}");
+    let out = ctl.run(&["ipam", "check"]);
+    assert_eq!(out.rc, 0, "{out}");
+    ctl.ok(&["delete", "ippool", "del-pool"]);
+    let out = ctl.run(&["delete", "node", "node-c"]);
+    assert_eq!(out.rc, 1, "{out}");
+}
+
 #[test]
 fn ipam_commands_on_the_local_store() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
     let ctl = Ctl::local(&dir);
     flow(&ctl, &|node| Net::local(&dir, node), tmp.path());
+    node_delete(&ctl, &|node| Net::local(&dir, node));
 }
 
 #[test]
@@ -135,4 +184,5 @@ fn ipam_commands_on_etcd() {
     let lock = tmp.path().join("ipam.lock");
     let ctl = Ctl::etcd(&eps);
     flow(&ctl, &|node| Net::etcd(&eps, &lock, node), tmp.path());
+    node_delete(&ctl, &|node| Net::etcd(&eps, &lock, node));
 }

@@ -52,6 +52,9 @@ fn agent_lines(agent: &AgentState) -> String {
     if let Some(e) = &agent.config_error {
         out += &format!("Configuration error (the last good BIRD configuration keeps running): {e}\n");
     }
+    if let Some(d) = &agent.datastore_down {
+        out += &format!("Datastore unreachable {d} (routes and BGP sessions stay as they are)\n");
+    }
     for w in &agent.warnings {
         out += &format!("Warning: {w}\n");
     }
@@ -176,12 +179,14 @@ IPv6 BGP status
             config_error: Some("BGPPeer p1: peerIP 300.0.0.1 is not an IP address".into()),
             warnings: vec!["BGPPeer p2: the secret bgp-pass is missing".into()],
             ipip: Some("unsupported: no ipip module".into()),
+            datastore_down: Some("since 2026-12-02T16:05:00Z: etcd 127.0.0.1:2379: connection refused".into()),
             ..AgentState::default()
         };
         assert_eq!(
             agent_lines(&agent),
             "Calico process is running.\n\
              Configuration error (the last good BIRD configuration keeps running): BGPPeer p1: peerIP 300.0.0.1 is not an IP address\n\
+             Datastore unreachable since 2026-12-02T16:05:00Z: etcd 127.0.0.1:2379: connection refused (routes and BGP sessions stay as they are)\n\
              Warning: BGPPeer p2: the secret bgp-pass is missing\n\
              IPIP: unsupported: no ipip module\n"
         );

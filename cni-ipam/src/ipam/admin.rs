@@ -1,6 +1,7 @@
 //! Operator changes to pools and the IPAM config: validated in full before anything is written, then
-//! committed at once, so a bad file leaves the store untouched.
+//! committed at once, so a bad file leaves the store untouched; and what goes with a deleted Node.
 use crate::error::IpamError;
+use crate::ipam::allocator::{HostRemoval, Ipam};
 use datastore::ipam::block::Block;
 use datastore::ipam::records::{decode, encode, load, HostBlocks, IpamConfig, PoolBlocks, PoolNames};
 use datastore::resources::ippool::{Pool, PoolResource};
@@ -258,6 +259,39 @@ fn pool_delete_ops(store: &dyn Store, name: &str, rev: Option<Revision>, force: 
         }
     }
     Ok(ops)
+}
+
+/// What `remove_node` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NodeRemoval {
+    pub ipam: HostRemoval,
+    /// Attachment records, node-scoped BGPPeers and the `node.<name>` BGPConfiguration deleted.
+    pub resources: usize,
+}
+
+/// What goes with a Node resource before the resource itself (Calico's node delete, libcalico-go
+/// `clientv3/node.go`): the node's addresses, attachment records and affinities (`Ipam::remove_host`), then
+/// in one commit any attachment record still naming the node, the BGPPeers scoped to it (`spec.node`) and its
+/// `node.<name>` BGPConfiguration. Every step leaves the store consistent; running it again finishes a
+/// removal cut short. Records are matched on their raw `spec.node`, so a malformed one does not block it.
+pub fn remove_node(store: &mut dyn Store, node: &str) -> Result<NodeRemoval, IpamError> {
+    let ipam = Ipam::new(store)?.remove_host(node)?;
+    let mut ops = Vec::new();
+    for kind in [&kinds::WORKLOAD_ENDPOINT, &kinds::BGP_PEER] {
+        for (key, rec) in store.list(Kind::Resource(kind))? {
+            if rec.value.to_value()["spec"]["node"].as_str() == Some(node) {
+                ops.push(Op::Delete { key, rev: rec.rev });
+            }
+        }
+    }
+    let config = Key::resource(&kinds::BGP_CONFIGURATION, format!("node.{node}"));
+    if let Some(rec) = store.get(&config)? {
+        ops.push(Op::Delete { key: config, rev: rec.rev });
+    }
+    if !ops.is_empty() {
+        store.commit(&ops)?;
+    }
+    Ok(NodeRemoval { ipam, resources: ops.len() })
 }
 
 fn upsert(store: &dyn Store, key: Key, value: Json) -> Result<Op, IpamError> {

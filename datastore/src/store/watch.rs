@@ -75,6 +75,10 @@ pub enum Watched {
 /// position, and the next call retries (etcd: after a back-off, on the next member).
 pub trait Watcher: Send {
     fn next(&mut self, deadline: Instant) -> Result<Watched, StoreError>;
+    /// Whether the store answered this watcher's last attempt (a `Quiet` also comes while it waits to retry).
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 /// A store a long-running reader can follow. Neither call takes the node-wide lock for longer than one read

@@ -1,7 +1,7 @@
 //! `calicoctl ipam check`: the store's consistency (cni-ipam's `check_store`: every record decodes, blocks,
 //! handles, affinities, indexes and attachment records agree), leaked allocations (of the node `--node`
 //! names: containers missing from `--valid-ids FILE`, or whose recorded netns is gone), handles without
-//! addresses, blocks affine to no node, and with `--links` (run in the node's network namespace) the
+//! addresses, blocks affine to no node (a problem only when empty), and with `--links` (run in the node's network namespace) the
 //! attachment records against the veths there. `-o FILE` writes the JSON report `ipam release
 //! --from-report` takes (`-o -`: to stdout). Exit 1 when problems are found (calicoctl exits 0).
 use super::{allocations, write_out, Snapshot};
@@ -134,11 +134,15 @@ pub fn run(args: &Args) -> Result<()> {
         consistency.handles.saturating_sub(empty_handles.len())
     ));
 
+    // A block loses its affinity when its node is deleted while other nodes' addresses are in it; it goes
+    // when they are released. Only an empty one left behind is a problem.
     let unaffine: Vec<&Block> = snap.blocks.iter().filter(|b| b.affine_host().is_none()).collect();
     say(format!("Found {} blocks affine to no node{}", unaffine.len(), if unaffine.is_empty() { "." } else { ":" }));
     for b in &unaffine {
-        say(format!("  {} ({} in use)", b.cidr, b.in_use()));
+        let note = if b.is_empty() { ": empty, a problem" } else { ", kept until they are released" };
+        say(format!("  {} ({} in use{note})", b.cidr, b.in_use()));
     }
+    let stray_blocks = unaffine.iter().filter(|b| b.is_empty()).count();
 
     let links = if args.on("links") { Some(link_report(&consistency.endpoints, node)?) } else { None };
     if let Some(l) = &links {
@@ -158,7 +162,7 @@ pub fn run(args: &Args) -> Result<()> {
         say(format!("problem: {p}"));
     }
     let link_problems = links.as_ref().map_or(0, |l| l.mismatched.len());
-    let problems = consistency.problems.len() + leaked.len() + empty_handles.len() + unaffine.len() + link_problems;
+    let problems = consistency.problems.len() + leaked.len() + empty_handles.len() + stray_blocks + link_problems;
 
     if let Some(file) = report_file {
         let mut report = json!({

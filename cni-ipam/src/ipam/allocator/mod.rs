@@ -8,7 +8,7 @@
 //! are harmless: every write is compare-and-swap on the revision that was read.
 //!
 //! One `impl Ipam` split by operation: `cache` (reads), `assign` (pool selection and assignment), `claim`
-//! (block claims and the indexes they keep), `release` (releases and GC).
+//! (block claims and the indexes they keep), `release` (releases and GC), `host` (a node's removal).
 use crate::error::IpamError;
 use datastore::ipam::block::{Block, Now};
 use datastore::ipam::records::{encode, IpamConfig};
@@ -25,6 +25,8 @@ mod assign;
 mod cache;
 pub use cache::node_key;
 mod claim;
+mod host;
+pub use host::HostRemoval;
 mod release;
 
 /// Upper bound on claim attempts per pool in one request; each failed attempt marks one stale index entry,

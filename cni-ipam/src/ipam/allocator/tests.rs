@@ -468,3 +468,55 @@ fn a_warm_add_reads_one_block_however_many_the_host_owns() {
     assert_eq!(again.block, first_block, "the freed address in the first block is used before later blocks");
     assert_consistent(&store);
 }
+
+#[test]
+fn removing_a_host_frees_its_addresses_and_affinities_and_keeps_what_others_borrowed() {
+    // Four blocks of 4: a fills two; b has one of its own and lends it to a; c's block is empty.
+    let store = store_with(vec![pool("p", "10.0.0.0/28", 30)], IpamConfig::default());
+    for i in 0..4 {
+        assign(&store, false, "a", &format!("a{i}")).unwrap();
+    }
+    let b0 = assign(&store, false, "b", "b0").unwrap();
+    let c0 = assign(&store, false, "c", "c0").unwrap();
+    for i in 1..4 {
+        assign(&store, false, "c", &format!("c{i}")).unwrap();
+    }
+    for i in 4..8 {
+        assign(&store, false, "a", &format!("a{i}")).unwrap();
+    }
+    let borrowed = assign(&store, false, "a", "a8").unwrap();
+    assert_eq!(borrowed.block, b0.block, "the only block with room");
+    for i in 0..4 {
+        release(&store, &format!("c{i}"));
+    }
+    let records = |s: &MemStore| s.lock().unwrap().list(Kind::Block).unwrap().len();
+    assert_eq!(records(&store), 4);
+
+    let removed = |host: &str| Ipam::new(&mut *store.lock().unwrap()).unwrap().remove_host(host).unwrap();
+    assert_eq!(removed("b"), HostRemoval { addresses: 1, blocks_deleted: 0, blocks_kept: 1 });
+    let kept = block_of(&store, b0.block);
+    assert_eq!(kept.affinity, None, "b's block stays for a's borrowed address, without affinity");
+    assert_eq!(kept.in_use(), 1);
+    assert_eq!(removed("c"), HostRemoval { addresses: 0, blocks_deleted: 1, blocks_kept: 0 });
+    assert!(records::load::<Block>(&*store.lock().unwrap(), &Key::Block(c0.block)).unwrap().is_none());
+    for host in ["b", "c"] {
+        let s = store.lock().unwrap();
+        let affinities = s.list(Kind::Affinity).unwrap();
+        assert!(affinities.iter().all(|(k, _)| !matches!(k, Key::Affinity { host: h, .. } if h == host)), "{host}: {affinities:?}");
+        assert!(s.get(&Key::HostBlocks(host.into())).unwrap().is_none(), "{host}'s host index");
+    }
+    assert_consistent(&store);
+
+    // Again, or for a node IPAM never knew: nothing to do, nothing written.
+    let before = store.lock().unwrap().list(Kind::Block).unwrap();
+    assert_eq!(removed("b"), HostRemoval::default());
+    assert_eq!(removed("nobody"), HostRemoval::default());
+    assert_eq!(store.lock().unwrap().list(Kind::Block).unwrap(), before);
+
+    // a keeps every address; when it releases the borrowed one, the unaffine block goes and can be claimed.
+    assert_eq!(release(&store, "a8"), 1);
+    assert!(records::load::<Block>(&*store.lock().unwrap(), &Key::Block(b0.block)).unwrap().is_none());
+    let d = assign(&store, false, "d", "d0").unwrap();
+    assert!([b0.block, c0.block].contains(&d.block), "{d:?}");
+    assert_consistent(&store);
+}

@@ -215,6 +215,10 @@ fn change(ev: &Value, revision: Revision) -> Option<Change> {
 }
 
 impl Watcher for EtcdWatcher<'_> {
+    fn connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
     fn next(&mut self, deadline: Instant) -> Result<Watched, StoreError> {
         loop {
             if self.resync {
