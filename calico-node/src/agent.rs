@@ -255,6 +255,15 @@ impl<'a> Agent<'a> {
         }
     }
 
+    /// The periodic route refresh: the agent's kernel state compared with the model even though nothing changed.
+    fn refresh(&mut self) {
+        let outcome = self.routing.refresh(self.settings, &self.model);
+        if outcome.ipip != self.state.ipip {
+            self.state.ipip = outcome.ipip;
+            self.write_state();
+        }
+    }
+
     /// The datastore answered: the outage, if there was one, is over (in the log and the state file).
     fn store_up(&mut self) {
         if self.store_down {
@@ -360,6 +369,7 @@ impl<'a> Agent<'a> {
     pub fn run(&mut self, events: Receiver<Event>) -> i32 {
         let mut due: Option<Instant> = Some(Instant::now());
         let mut last_sync: Option<Instant> = None;
+        let mut next_refresh = self.settings.route_refresh.map(|r| Instant::now() + r);
         // Bounded by the signal thread: every iteration handles one event or one due sync.
         loop {
             let event = match due {
@@ -368,22 +378,33 @@ impl<'a> Agent<'a> {
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return 0,
                 },
-                // Without passwords in the config nothing is re-read: the agent sleeps until an event.
-                None if self.secrets.0.is_empty() => match events.recv() {
-                    Ok(e) => Some(e),
-                    Err(_) => return 0,
-                },
-                None => match events.recv_timeout(SECRETS_RECHECK) {
-                    Ok(e) => Some(e),
-                    Err(RecvTimeoutError::Timeout) => {
-                        if self.secrets_changed() {
-                            info!("a BGP password's secret file changed");
-                            due = Some(Instant::now());
-                        }
-                        continue;
+                // Idle: woken by an event, the route refresh, or (only when the config has passwords) the
+                // secret files' re-read; with neither, it sleeps until an event.
+                None => {
+                    // Due whether or not events keep coming (checked before each idle wait, not on timeouts).
+                    if next_refresh.is_some_and(|r| r <= Instant::now()) {
+                        self.refresh();
+                        next_refresh = self.settings.route_refresh.map(|r| Instant::now() + r);
                     }
-                    Err(RecvTimeoutError::Disconnected) => return 0,
-                },
+                    let now = Instant::now();
+                    let secrets = (!self.secrets.0.is_empty()).then(|| now + SECRETS_RECHECK);
+                    let wake = [secrets, next_refresh].into_iter().flatten().min();
+                    let got = match wake {
+                        Some(w) => events.recv_timeout(w.saturating_duration_since(now)),
+                        None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match got {
+                        Ok(e) => Some(e),
+                        Err(RecvTimeoutError::Timeout) => {
+                            if secrets.is_some() && self.secrets_changed() {
+                                info!("a BGP password's secret file changed");
+                                due = Some(Instant::now());
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return 0,
+                    }
+                }
             };
             match event {
                 None => {

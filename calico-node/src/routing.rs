@@ -157,6 +157,18 @@ impl Routing {
         outcome
     }
 
+    /// A pass that reads the kernel whatever the inputs (the periodic refresh): routes, neighbours, FDB
+    /// entries and devices of the agent's that went missing come back, and so does the MTU file if its content
+    /// changed. The nft table is left as the last pass made it (an atomic rebuild each time would only churn).
+    pub fn refresh(&mut self, s: &Settings, model: &Model) -> Outcome {
+        self.last = None;
+        let file = std::fs::read_to_string(s.lib_dir.join("mtu")).ok();
+        if file.as_deref().map(str::trim) != self.mtu.map(|m| m.to_string()).as_deref() {
+            self.mtu = None;
+        }
+        self.sync(s, model)
+    }
+
     /// On shutdown: the natOutgoing tables go (routes stay, so pods keep talking while the agent is away).
     pub fn shutdown(&mut self) {
         if self.nat.is_some() {

@@ -20,6 +20,8 @@ pub const DEFAULT_BIRD: &str = "/usr/sbin/bird";
 /// that follow within the interval together at its end (a `calicoctl apply` of several resources is several
 /// commits in quick succession; a pod start claims a block in one).
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(5);
+/// Felix's `RouteRefreshInterval`.
+pub const DEFAULT_ROUTE_REFRESH: Duration = Duration::from_secs(90);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AddressSetting {
@@ -52,6 +54,10 @@ pub struct Settings {
     /// The `bird` binary (`CALICO_BIRD`).
     pub bird: PathBuf,
     pub debounce: Duration,
+    /// How often the agent's routes, neighbours, FDB entries and MTU file are compared with the kernel even
+    /// when nothing changed (`FELIX_ROUTEREFRESHINTERVAL`, seconds, Felix's default 90; 0: never), so what
+    /// someone else removed comes back.
+    pub route_refresh: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +110,14 @@ impl Settings {
             Some(v) => Duration::from_millis(v.parse().map_err(|_| bad("CALICO_DEBOUNCE_MS", format!("{v:?} is not a number of milliseconds")))?),
             None => DEFAULT_DEBOUNCE,
         };
+        let route_refresh = match get("FELIX_ROUTEREFRESHINTERVAL") {
+            Some(v) => {
+                let secs = v.parse::<f64>().ok().filter(|s| s.is_finite() && (0.0..=86400.0).contains(s));
+                let secs = secs.ok_or_else(|| bad("FELIX_ROUTEREFRESHINTERVAL", format!("{v:?} is not a number of seconds (0-86400)")))?;
+                (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+            }
+            None => Some(DEFAULT_ROUTE_REFRESH),
+        };
         Ok(Settings {
             node_name,
             ipv4,
@@ -119,6 +133,7 @@ impl Settings {
             secrets_dir: path("CALICO_BGP_SECRETS_DIR", crate::bird::secrets::DEFAULT_DIR),
             bird: path("CALICO_BIRD", DEFAULT_BIRD),
             debounce,
+            route_refresh,
         })
     }
 
@@ -179,6 +194,11 @@ mod tests {
         assert_eq!(s.backend, Backend::Bird);
         assert_eq!(s.bird_ctl(), PathBuf::from("/var/run/calico/bird.ctl"));
         assert_eq!(s.vxlan, VxlanConfig::default());
+        assert_eq!(s.route_refresh, Some(Duration::from_secs(90)));
+        let s = Settings::from_env(&env(&[("FELIX_ROUTEREFRESHINTERVAL", "0")]), "h").unwrap();
+        assert_eq!(s.route_refresh, None, "0 turns it off, as Felix's");
+        let s = Settings::from_env(&env(&[("FELIX_ROUTEREFRESHINTERVAL", "0.5")]), "h").unwrap();
+        assert_eq!(s.route_refresh, Some(Duration::from_millis(500)));
     }
 
     #[test]
@@ -200,6 +220,9 @@ mod tests {
             (vec![("NODENAME", "Bad_Name")], "NODENAME"),
             (vec![("DATASTORE_TYPE", "etcdv3")], "datastore"),
             (vec![("FELIX_VXLANVNI", "0")], "FELIX_VXLANVNI"),
+            (vec![("FELIX_ROUTEREFRESHINTERVAL", "-1")], "FELIX_ROUTEREFRESHINTERVAL"),
+            (vec![("FELIX_ROUTEREFRESHINTERVAL", "NaN")], "FELIX_ROUTEREFRESHINTERVAL"),
+            (vec![("FELIX_ROUTEREFRESHINTERVAL", "soon")], "FELIX_ROUTEREFRESHINTERVAL"),
         ] {
             let e = Settings::from_env(&env(&pairs), "h").unwrap_err();
             assert_eq!(e.var, var, "{pairs:?}: {e}");

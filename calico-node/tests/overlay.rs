@@ -68,7 +68,9 @@ fn vxlan_agents_route_pods_across_subnets_as_udp_4789_only() {
     }
     let mut cluster = Cluster::new(&Spec::subnets(&[1, 1]).with_etcd());
     cluster.ipam(&["pool", "add", "--name", "bed", "--cidr", "10.244.0.0/16", "--block-size", "26", "--vxlan-mode", "Always"]);
-    let (agents, pods) = start(&mut cluster, VXLAN);
+    // A one-second route refresh (Felix's default is 90 s), for the repair at the end.
+    let env: Vec<(&str, &str)> = VXLAN.iter().copied().chain([("FELIX_ROUTEREFRESHINTERVAL", "1")]).collect();
+    let (agents, pods) = start(&mut cluster, &env);
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
     let (p1, p2) = (&pods[0], &pods[1]);
     for a in &agents {
@@ -105,6 +107,32 @@ fn vxlan_agents_route_pods_across_subnets_as_udp_4789_only() {
     eprintln!("FIGURE router: {vxlan} UDP 4789 packets between nodes, {src} from and {dst} to pod addresses");
     assert_eq!((src, dst), (0, 0), "no pod address crosses the router");
     assert!(vxlan >= 26, "{vxlan}");
+
+    // What someone else removes comes back at the next refresh, with no datastore change; a route of
+    // someone else's is left alone.
+    let remote = block_of(&p2.ip);
+    n1.ip(&["route", "add", "192.0.2.0/24", "dev", "eth0", "proto", "static"]);
+    n1.ip(&["route", "del", &remote]);
+    n1.ip(&["neigh", "del", &vtep2, "dev", "vxlan.calico"]);
+    n1.exec("bridge", &["fdb", "del", &vxlan_mac(&cluster, n2), "dev", "vxlan.calico"]);
+    n1.wait_route(&remote, &format!("via {vtep2} dev vxlan.calico proto 80 onlink"), TIMEOUT);
+    testbed::wait_for("the neighbour and FDB entry back", TIMEOUT, || {
+        let neigh = n1.ip(&["neigh", "show", "dev", "vxlan.calico"]);
+        let fdb = n1.exec("bridge", &["fdb", "show", "dev", "vxlan.calico"]);
+        if neigh.contains(&vtep2) && fdb.contains(&format!("dst {}", n2.ip)) {
+            Ok(())
+        } else {
+            Err(format!("neigh: {neigh}; fdb: {fdb}"))
+        }
+    });
+    assert!(n1.route("192.0.2.0/24").contains("proto static"), "{}", n1.ip(&["route"]));
+    wait_ping(&p1.netns, &p2.ip);
+}
+
+/// The VTEP MAC node `n` recorded in its Node resource.
+fn vxlan_mac(cluster: &Cluster, n: &ClusterNode) -> String {
+    let node: serde_json::Value = serde_json::from_str(&calicoctl(cluster, &["get", "node", &n.name, "-o", "json"])).expect("node JSON");
+    node["spec"]["vxlanTunnelMACAddr"].as_str().expect("a VTEP MAC").to_string()
 }
 
 #[test]
