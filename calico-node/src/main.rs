@@ -2,15 +2,22 @@
 //! `settings`); logs to stderr; runs until SIGTERM (or SIGINT). Startup: settings, the node's addresses,
 //! its Node resource and `bgpconfigurations/default`, BIRD started (or adopted) with the first config, and
 //! `/var/lib/calico/nodename` written last. Exit codes: 0 after a signal, 1 when startup fails, a datastore
-//! that does not answer included: startup does not retry, its supervisor (systemd, a DaemonSet) starts it
-//! again; once running, the agent rides out an outage (routes and sessions stay, the watch resumes).
-use calico_node::agent::{self, Agent, Model};
+//! that does not answer included (its supervisor, systemd or a DaemonSet, starts it again) unless
+//! `WAIT_FOR_DATASTORE=true`, as in Calico's manifests: then it waits, retrying every second, until the
+//! datastore answers or a signal stops it. Once running, the agent rides out an outage (routes and sessions
+//! stay, the watch resumes).
+use calico_node::agent::{self, Agent, Event, Model};
 use calico_node::autodetect;
-use calico_node::register::{self, Addresses};
+use calico_node::register::{self, Addresses, RegisterError};
 use calico_node::routing::Routing;
 use calico_node::settings::{AddressSetting, Settings};
 use common::netlink::Netlink;
-use tracing::{error, info};
+use datastore::store::StoreError;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// Between attempts to reach the datastore at startup with `WAIT_FOR_DATASTORE=true` (Calico's is 1 s too).
+const DATASTORE_RETRY: Duration = Duration::from_secs(1);
 
 fn main() {
     let level = std::env::var("CALICO_LOG_LEVEL").ok().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO);
@@ -53,7 +60,20 @@ fn run() -> Result<(), String> {
     drop(nl);
     info!(node = %settings.node_name, ipv4 = ?addrs.ipv4, ipv6 = ?addrs.ipv6, backend = ?settings.backend, "starting");
     let opened = settings.datastore.open().map_err(|e| format!("datastore: {e}"))?;
-    let node = register::register_node(opened.datastore(), &settings, addrs).map_err(|e| e.to_string())?;
+    // Bounded by the signal thread: SIGTERM ends the wait.
+    let node = loop {
+        match register::register_node(opened.datastore(), &settings, addrs) {
+            Ok(node) => break node,
+            Err(RegisterError::Store(e @ StoreError::Io { .. })) if settings.wait_for_datastore => {
+                warn!(error = %e, "waiting for the datastore (WAIT_FOR_DATASTORE=true)");
+                if let Ok(Event::Shutdown(sig)) = rx.recv_timeout(DATASTORE_RETRY) {
+                    info!(signal = sig, "stopped while waiting for the datastore");
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     info!(node = %node.metadata.name, "node registered");
     if register::ensure_default_bgp_configuration(opened.datastore()).map_err(|e| e.to_string())? {
         info!("created bgpconfigurations/default");

@@ -58,6 +58,9 @@ pub struct Settings {
     /// when nothing changed (`FELIX_ROUTEREFRESHINTERVAL`, seconds, Felix's default 90; 0: never), so what
     /// someone else removed comes back.
     pub route_refresh: Option<Duration>,
+    /// `WAIT_FOR_DATASTORE=true` (Calico's): startup waits for a datastore that does not answer instead of
+    /// exiting 1.
+    pub wait_for_datastore: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,7 @@ impl Settings {
             bird: path("CALICO_BIRD", DEFAULT_BIRD),
             debounce,
             route_refresh,
+            wait_for_datastore: get("WAIT_FOR_DATASTORE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
     }
 
@@ -195,6 +199,8 @@ mod tests {
         assert_eq!(s.bird_ctl(), PathBuf::from("/var/run/calico/bird.ctl"));
         assert_eq!(s.vxlan, VxlanConfig::default());
         assert_eq!(s.route_refresh, Some(Duration::from_secs(90)));
+        assert!(!s.wait_for_datastore);
+        assert!(Settings::from_env(&env(&[("WAIT_FOR_DATASTORE", "true")]), "h").unwrap().wait_for_datastore);
         let s = Settings::from_env(&env(&[("FELIX_ROUTEREFRESHINTERVAL", "0")]), "h").unwrap();
         assert_eq!(s.route_refresh, None, "0 turns it off, as Felix's");
         let s = Settings::from_env(&env(&[("FELIX_ROUTEREFRESHINTERVAL", "0.5")]), "h").unwrap();

@@ -1,7 +1,7 @@
 //! calico-node's startup on cluster beds over etcd (issue 13): the node name from the host name, the address
 //! from each autodetection method, `AS`, operator labels kept over a restart, `bgpconfigurations/default`,
 //! `/var/lib/calico/nodename`; the refusals (another node's address, bad environment, no etcd), which write
-//! nothing; and SIGTERM. Needs root, bird2 and etcd (scripts/deps.sh --all).
+//! nothing; `WAIT_FOR_DATASTORE`; and SIGTERM. Needs root, bird2 and etcd (scripts/deps.sh --all).
 mod support;
 
 use datastore::resources::kinds::{BGP_CONFIGURATION, NODE};
@@ -173,6 +173,40 @@ fn unreachable_etcd_at_startup_is_a_clear_error() {
     eprintln!("{line}");
     assert!(!node.path("/var/lib/calico/nodename").exists());
     assert!(!node.path("/var/run/calico/bird.pid").exists());
+}
+
+/// `WAIT_FOR_DATASTORE=true` (Calico's manifests set it): the agent waits for etcd instead of exiting; a
+/// SIGTERM ends the wait with exit 0; once etcd answers it starts as usual.
+#[test]
+fn with_wait_for_datastore_startup_waits_for_etcd() {
+    if !available("with_wait_for_datastore_startup_waits_for_etcd") {
+        return;
+    }
+    let mut cluster = bed(1);
+    cluster.etcd.as_mut().expect("etcd").kill(0);
+    let waiting = |agent: &mut Agent| {
+        testbed::wait_for("the agent to wait for etcd", TIMEOUT, || {
+            agent.daemon.assert_running();
+            let log = full_log(agent);
+            if log.matches("waiting for the datastore").count() >= 2 {
+                Ok(())
+            } else {
+                Err(agent.daemon.log_tail(5))
+            }
+        })
+    };
+    let node = &cluster.nodes[0];
+    let mut agent = Agent::start(&cluster, node, &[("WAIT_FOR_DATASTORE", "true")]);
+    waiting(&mut agent);
+    assert!(!node.path("/var/lib/calico/nodename").exists(), "nodename before the node is registered");
+    assert_eq!(agent.stop().and_then(|s| s.code()), Some(0), "SIGTERM while waiting: {}", agent.daemon.log_tail(10));
+
+    agent.restart();
+    waiting(&mut agent);
+    cluster.etcd.as_mut().expect("etcd").restart(0);
+    agent.wait_ready(TIMEOUT);
+    assert!(node_doc(&cluster, &node.name).is_some(), "registered once etcd answered");
+    assert!(node.path("/var/lib/calico/nodename").exists());
 }
 
 #[test]
