@@ -13,10 +13,13 @@ use crate::settings::Settings;
 use crate::state::AgentState;
 use crate::supervisor::{self, Bird, BirdExited};
 use crate::tunnel;
-use datastore::ipam::records::Affinity;
+use dataplane::BlockInfo;
+use datastore::ipam::block::Block;
+use datastore::ipam::records::{self, Affinity};
 use datastore::resources::kinds::{BGP_CONFIGURATION, BGP_PEER, IPPOOL, NODE};
 use datastore::resources::metadata::rfc3339_now;
 use datastore::store::{affinity_prefix, Change, Datastore, Key, Kind, Record, Snapshot, Watchable, Watched};
+use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -58,27 +61,51 @@ pub fn prefixes(node: &str) -> Vec<String> {
 /// Every record the agent follows, by key path.
 #[derive(Default)]
 pub struct Model {
+    /// Every record but the blocks.
     pub records: BTreeMap<String, (Key, Record)>,
+    /// The blocks, decoded once per change (every allocation in the cluster changes one; the routing pass
+    /// reads them all): who owns each, which addresses are borrowed by whom.
+    pub blocks: BTreeMap<IpNet, BlockInfo>,
     pub revision: u64,
 }
 
 impl Model {
     pub fn from_snapshot(s: Snapshot) -> Model {
-        let revision = s.revision;
-        Model { records: s.records.into_iter().map(|(k, r)| (k.path(), (k, r))).collect(), revision }
+        let mut model = Model { revision: s.revision, ..Model::default() };
+        for (key, record) in s.records {
+            model.put(key, record);
+        }
+        model
     }
 
     pub fn apply(&mut self, changes: Vec<Change>) {
         for c in changes {
             self.revision = self.revision.max(c.revision());
             match c {
-                Change::Put { key, record, .. } => {
-                    self.records.insert(key.path(), (key, record));
+                Change::Put { key, record, .. } => self.put(key, record),
+                Change::Delete { key: Key::Block(cidr), .. } => {
+                    self.blocks.remove(&cidr);
                 }
                 Change::Delete { key, .. } => {
                     self.records.remove(&key.path());
                 }
             }
+        }
+    }
+
+    fn put(&mut self, key: Key, record: Record) {
+        if let Key::Block(cidr) = key {
+            match records::decode::<Block>(&key, &record.value) {
+                Ok(b) => {
+                    self.blocks.insert(cidr, BlockInfo::from_block(&b));
+                }
+                Err(e) => {
+                    warn!(error = %e, "block left out of routing");
+                    self.blocks.remove(&cidr);
+                }
+            }
+        } else {
+            self.records.insert(key.path(), (key, record));
         }
     }
 
@@ -460,4 +487,37 @@ impl<'a> Agent<'a> {
 
 pub fn channel_pair() -> (Sender<Event>, Receiver<Event>) {
     channel()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datastore::ipam::block::{Now, Owner};
+    use datastore::store::Json;
+
+    fn block_record(cidr: &str, owner: &str, borrower: Option<&str>) -> (Key, Record) {
+        let cidr: IpNet = cidr.parse().unwrap();
+        let mut b = Block::new(cidr, owner, &Now::system());
+        if let Some(host) = borrower {
+            b.assign_next(&Owner { handle: "h".into(), attrs: [("node".to_string(), host.to_string())].into() });
+        }
+        (Key::Block(cidr), Record { value: Json::encode(&b).unwrap(), rev: 1 })
+    }
+
+    #[test]
+    fn blocks_are_decoded_as_they_change_and_a_bad_one_is_left_out() {
+        let (k1, r1) = block_record("10.0.0.0/26", "a", None);
+        let (k2, r2) = block_record("10.0.0.64/26", "b", None);
+        let mut m = Model::from_snapshot(Snapshot { revision: 1, records: vec![(k1.clone(), r1), (k2.clone(), r2)] });
+        assert_eq!(m.blocks.len(), 2);
+        assert!(m.records.is_empty(), "blocks are kept decoded only");
+        let (_, lent) = block_record("10.0.0.0/26", "a", Some("c"));
+        m.apply(vec![Change::Put { key: k1.clone(), record: lent, revision: 2 }]);
+        let cidr: IpNet = "10.0.0.0/26".parse().unwrap();
+        assert_eq!(m.blocks[&cidr].borrowed, vec![("10.0.0.0".parse().unwrap(), "c".to_string())]);
+        let bad = Record { value: Json::encode(&serde_json::json!({"cidr": 7})).unwrap(), rev: 3 };
+        m.apply(vec![Change::Put { key: k1, record: bad, revision: 3 }, Change::Delete { key: k2, revision: 4 }]);
+        assert!(m.blocks.is_empty(), "a block that does not decode is not routed on stale data");
+        assert_eq!(m.revision, 4);
+    }
 }

@@ -7,8 +7,6 @@ use crate::settings::Settings;
 use common::netlink::Netlink;
 use dataplane::device::IpipStatus;
 use dataplane::{mtu, nat, BlockInfo, Inputs, NodeInfo, Options};
-use datastore::ipam::block::Block;
-use datastore::ipam::records;
 use datastore::resources::ippool::{Pool, PoolSpec};
 use datastore::resources::node::NodeSpec;
 use datastore::resources::validate;
@@ -38,9 +36,9 @@ pub struct Outcome {
     pub bird_kernel_rejects: Vec<ipnet::IpNet>,
 }
 
-/// The routing inputs in the model: every node, every valid pool, every block.
+/// The routing inputs in the model: every node, every valid pool, every block (decoded as it arrived).
 pub fn inputs(model: &Model) -> (Vec<NodeInfo>, Vec<Pool>, Vec<BlockInfo>) {
-    let (mut nodes, mut pools, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut nodes, mut pools) = (Vec::new(), Vec::new());
     for (key, record) in model.records.values() {
         match key {
             Key::Resource { kind, .. } if kind.kind == datastore::resources::node::KIND => {
@@ -58,14 +56,10 @@ pub fn inputs(model: &Model) -> (Vec<NodeInfo>, Vec<Pool>, Vec<BlockInfo>) {
                     Err(e) => warn!(key = %key, error = %e, "pool left out of routing"),
                 }
             }
-            Key::Block(_) => match records::decode::<Block>(key, &record.value) {
-                Ok(b) => blocks.push(BlockInfo::from_block(&b)),
-                Err(e) => warn!(error = %e, "block left out of routing"),
-            },
             _ => {}
         }
     }
-    (nodes, pools, blocks)
+    (nodes, pools, model.blocks.values().cloned().collect())
 }
 
 impl Routing {
