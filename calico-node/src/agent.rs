@@ -231,6 +231,10 @@ pub struct Agent<'a> {
     store_down: bool,
     /// The secrets the last rendered config refers to, and what they held then.
     secrets: (Vec<bird::SecretRef>, BTreeMap<bird::SecretRef, String>),
+    /// Whether BIRD's config must be rendered again: a record other than a block changed (blocks are not in
+    /// it: a block is announced through its affinity), a resync, a secret, or the last render or apply failed
+    /// (with no BIRD running, every sync renders and starts one).
+    bgp_stale: bool,
 }
 
 impl<'a> Agent<'a> {
@@ -242,7 +246,7 @@ impl<'a> Agent<'a> {
             ..AgentState::default()
         };
         let applied = std::fs::read_to_string(settings.bird_conf()).ok();
-        Agent { settings, store, model, bird: None, routing, state, events, applied, store_down: false, secrets: Default::default() }
+        Agent { settings, store, model, bird: None, routing, state, events, applied, store_down: false, secrets: Default::default(), bgp_stale: true }
     }
 
     fn uses_bird(&self) -> bool {
@@ -253,13 +257,16 @@ impl<'a> Agent<'a> {
     /// agent-programmed routes, the state file.
     pub fn sync(&mut self) {
         self.state.revision = self.model.revision;
-        if self.uses_bird() {
+        if self.uses_bird() && (self.bgp_stale || self.bird.is_none()) {
             match self.render() {
                 Ok(text) => {
                     self.state.config_error = None;
-                    if let Err(e) = self.apply_bird(text) {
-                        error!(error = %e, "BIRD config not applied");
-                        self.state.config_error = Some(e);
+                    match self.apply_bird(text) {
+                        Ok(()) => self.bgp_stale = false,
+                        Err(e) => {
+                            error!(error = %e, "BIRD config not applied");
+                            self.state.config_error = Some(e);
+                        }
                     }
                 }
                 Err(e) => {
@@ -425,6 +432,7 @@ impl<'a> Agent<'a> {
                         Err(RecvTimeoutError::Timeout) => {
                             if secrets.is_some() && self.secrets_changed() {
                                 info!("a BGP password's secret file changed");
+                                self.bgp_stale = true;
                                 due = Some(Instant::now());
                             }
                             continue;
@@ -441,6 +449,7 @@ impl<'a> Agent<'a> {
                 }
                 Some(Event::Changes(c)) => {
                     self.store_up();
+                    self.bgp_stale |= c.iter().any(|ch| !matches!(ch.key(), Key::Block(_)));
                     self.model.apply(c);
                     let now = Instant::now();
                     due.get_or_insert_with(|| last_sync.map_or(now, |l| (l + self.settings.debounce).max(now)));
@@ -449,6 +458,7 @@ impl<'a> Agent<'a> {
                     self.store_up();
                     info!(revision = snap.revision, "resynchronised with the datastore");
                     self.model = Model::from_snapshot(snap);
+                    self.bgp_stale = true;
                     due = Some(Instant::now());
                 }
                 Some(Event::StoreDown(e)) => {
