@@ -3,9 +3,9 @@
 //! every node, the block's owner included despite its blackhole for the block (a more specific `/32 via
 //! <borrower> proto bird` there), and every pod must reach every other (Calico's #3246: pods on the owner
 //! could not reach a borrower's pod, the owner sending its address into the blackhole). Needs root, bird2, etcd.
-mod common;
+mod support;
 
-use common::*;
+use support::*;
 use testbed::cluster::{Cluster, Pod, Spec};
 
 #[test]
@@ -22,14 +22,14 @@ fn borrowed_addresses_are_routed_to_their_borrowers_from_every_node() {
     }
     let conf = cluster.calico_conf();
     let owner = cluster.nodes[0].add_pod(&conf, "owner");
-    let block = block_of(&owner.ip, 26);
+    let block = block_of(&owner.ip);
     assert_eq!(block, "10.244.7.0/26");
-    wait_block_everywhere(&cluster, &block, 0);
+    wait_block_everywhere(&cluster, 0, &block);
 
     let borrowers: Vec<Pod> = (1..3).map(|i| cluster.nodes[i].add_pod(&conf, "borrower")).collect();
     let shown = cluster.calicoctl_ok(&["ipam", "show", "--show-borrowed"], "");
     for (k, p) in borrowers.iter().enumerate() {
-        assert_eq!(block_of(&p.ip, 26), block, "pod on node {} did not borrow from node 1's block", k + 2);
+        assert_eq!(block_of(&p.ip), block, "pod on node {} did not borrow from node 1's block", k + 2);
         assert!(shown.contains(&p.ip), "calicoctl ipam show --show-borrowed lacks {}: {shown}", p.ip);
     }
     for (k, p) in borrowers.iter().enumerate() {
@@ -46,7 +46,7 @@ fn borrowed_addresses_are_routed_to_their_borrowers_from_every_node() {
         }
     }
     // The owner still blackholes the rest of its block; the others route the block to it.
-    wait_block_everywhere(&cluster, &block, 0);
+    wait_block_everywhere(&cluster, 0, &block);
     let mut all: Vec<(usize, &Pod)> = vec![(0, &owner)];
     all.extend(borrowers.iter().enumerate().map(|(k, p)| (k + 1, p)));
     ping_all(&all);
@@ -56,6 +56,6 @@ fn borrowed_addresses_are_routed_to_their_borrowers_from_every_node() {
     for n in cluster.nodes.iter().take(2) {
         n.wait_no_route(&format!("{}/32", borrowers[1].ip), TIMEOUT);
     }
-    wait_block_everywhere(&cluster, &block, 0);
+    wait_block_everywhere(&cluster, 0, &block);
     ping_all(&all[..2]);
 }

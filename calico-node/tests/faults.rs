@@ -29,26 +29,22 @@ fn killed_agent_leaves_bird_and_traffic_and_the_next_one_adopts_bird_without_a_r
     let _turn = serial();
     let (mut cluster, mut agents) = mesh(3);
     eprintln!("agent VmHWM with the 3-node mesh up: {:?} kB", vm_hwm(agents[0].daemon.pid()));
-    let conf = cluster.calico_conf();
-    let p1 = cluster.nodes[0].add_pod(&conf, "a");
-    let p2 = cluster.nodes[1].add_pod(&conf, "b");
-    wait_block_everywhere(&cluster, 0, &block_of(&p1.ip));
-    wait_block_everywhere(&cluster, 1, &block_of(&p2.ip));
+    let (p1, p2, _) = two_pods(&mut cluster);
     assert!(testbed::ping(&p1.netns, &p2.ip, TIMEOUT), "pods do not reach each other before the fault");
     let bird = agents[0].bird_pid().expect("node-1's BIRD");
     let before: Vec<_> = agents.iter().map(since).collect();
-    let ping = Pinger::start(&p1.netns, &p2.ip);
+    let ping = pinger(&p1.netns, &p2.ip);
 
     agents[0].kill();
     // While the agent is away the datastore changes: a new pool, and a pod on node-1 from it (a new block).
     cluster.ipam(&["pool", "add", "--name", "late", "--cidr", "10.245.0.0/16", "--block-size", "26"]);
-    let mut late_conf = conf.clone();
+    let mut late_conf = cluster.calico_conf();
     late_conf["ipam"]["ipv4_pools"] = json!(["10.245.0.0/16"]);
     let p3 = cluster.nodes[0].add_pod(&late_conf, "late");
     let late_block = block_of(&p3.ip);
     assert!(p3.ip.starts_with("10.245."), "the late pod got {}", p3.ip);
     // Three seconds of traffic with no agent on node-1.
-    ping.wait_replies(300);
+    ping.wait_replies(300, TIMEOUT);
     assert_eq!(agents[0].bird_pid(), Some(bird), "BIRD went with the agent");
     block_everywhere_now(&cluster, 0, &block_of(&p1.ip)).unwrap();
     block_everywhere_now(&cluster, 1, &block_of(&p2.ip)).unwrap();
@@ -62,10 +58,10 @@ fn killed_agent_leaves_bird_and_traffic_and_the_next_one_adopts_bird_without_a_r
     assert!(full_log(&agents[0]).contains("adopted the running BIRD"), "{}", agents[0].daemon.log_tail(40));
     let after: Vec<_> = agents.iter().map(since).collect();
     same_sessions(&before, &after).expect("no session reset");
-    ping.wait_replies(20);
-    let loss = ping.stop();
+    ping.wait_replies(20, TIMEOUT);
+    let loss = ping.finish();
     eprintln!("agent SIGKILL + restart: ping loss {loss:?}");
-    assert_eq!(loss.lost, 0, "pings lost while the agent was down: {loss:?}");
+    assert!(loss.lost.is_empty(), "pings lost while the agent was down: {loss:?}");
 }
 
 #[test]
@@ -75,14 +71,10 @@ fn killed_bird_is_restarted_and_graceful_restart_keeps_the_traffic() {
     }
     let _turn = serial();
     let (mut cluster, mut agents) = mesh(2);
-    let conf = cluster.calico_conf();
-    let p1 = cluster.nodes[0].add_pod(&conf, "a");
-    let p2 = cluster.nodes[1].add_pod(&conf, "b");
-    wait_block_everywhere(&cluster, 0, &block_of(&p1.ip));
-    wait_block_everywhere(&cluster, 1, &block_of(&p2.ip));
+    let (p1, p2, _) = two_pods(&mut cluster);
     assert!(testbed::ping(&p1.netns, &p2.ip, TIMEOUT), "pods do not reach each other before the fault");
     let old = agents[0].bird_pid().expect("node-1's BIRD");
-    let ping = Pinger::start(&p1.netns, &p2.ip);
+    let ping = pinger(&p1.netns, &p2.ip);
 
     let killed = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL).expect("kill BIRD");
@@ -96,12 +88,12 @@ fn killed_bird_is_restarted_and_graceful_restart_keeps_the_traffic() {
     agents[1].wait_sessions(1, TIMEOUT);
     assert!(bird_alive(new));
     assert!(full_log(&agents[0]).contains("graceful-restart recovery"), "{}", agents[0].daemon.log_tail(40));
-    ping.wait_replies(100);
+    ping.wait_replies(100, TIMEOUT);
     block_everywhere_now(&cluster, 0, &block_of(&p1.ip)).unwrap();
     block_everywhere_now(&cluster, 1, &block_of(&p2.ip)).unwrap();
-    let loss = ping.stop();
+    let loss = ping.finish();
     eprintln!("BIRD SIGKILL: new BIRD after {restarted:?}, Established again after {established:?}; ping loss {loss:?}");
-    assert_eq!(loss.lost, 0, "pings lost while BIRD restarted: {loss:?}");
+    assert!(loss.lost.is_empty(), "pings lost while BIRD restarted: {loss:?}");
 }
 
 #[test]
@@ -111,14 +103,9 @@ fn etcd_down_for_30_s_keeps_routes_and_sessions_and_a_change_after_applies() {
     }
     let _turn = serial();
     let (mut cluster, mut agents) = mesh(2);
-    let conf = cluster.calico_conf();
-    let p1 = cluster.nodes[0].add_pod(&conf, "a");
-    let p2 = cluster.nodes[1].add_pod(&conf, "b");
-    let blocks = [block_of(&p1.ip), block_of(&p2.ip)];
-    wait_block_everywhere(&cluster, 0, &blocks[0]);
-    wait_block_everywhere(&cluster, 1, &blocks[1]);
+    let (p1, p2, blocks) = two_pods(&mut cluster);
     let before: Vec<_> = agents.iter().map(since).collect();
-    let ping = Pinger::start(&p1.netns, &p2.ip);
+    let ping = pinger(&p1.netns, &p2.ip);
 
     cluster.etcd.as_mut().expect("etcd").kill(0);
     let down = Instant::now();
@@ -190,10 +177,10 @@ fn etcd_down_for_30_s_keeps_routes_and_sessions_and_a_change_after_applies() {
     for (owner, block) in blocks.iter().enumerate() {
         block_everywhere_now(&cluster, owner, block).unwrap();
     }
-    ping.wait_replies(20);
-    let loss = ping.stop();
+    ping.wait_replies(20, TIMEOUT);
+    let loss = ping.finish();
     eprintln!("etcd down {back:?} ({checks} checks); a BGPPeer applied after it reached BIRD in {caught_up:?}; ping loss {loss:?}");
-    assert_eq!(loss.lost, 0, "pings lost during the etcd outage: {loss:?}");
+    assert!(loss.lost.is_empty(), "pings lost during the etcd outage: {loss:?}");
 }
 
 #[test]

@@ -3,10 +3,10 @@
 //! different nodes ping each other; a block claimed later reaches every node, and one released (its pool
 //! deleted, which takes the empty block and its affinity) is withdrawn from every node. Needs root, bird2 and
 //! etcd (scripts/deps.sh --all).
-mod common;
+mod support;
 
-use common::*;
 use std::time::{Duration, Instant};
+use support::*;
 use testbed::cluster::{Cluster, Pod, Spec};
 
 #[test]
@@ -23,7 +23,7 @@ fn three_node_mesh_routes_pods_across_nodes() {
     let conf = cluster.calico_conf();
     let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web")).collect();
     for (j, p) in pods.iter().enumerate() {
-        wait_block_everywhere(&cluster, &block_of(&p.ip, 26), j);
+        wait_block_everywhere(&cluster, j, &block_of(&p.ip));
     }
     ping_all(&pods.iter().enumerate().collect::<Vec<_>>());
 
@@ -36,7 +36,7 @@ fn three_node_mesh_routes_pods_across_nodes() {
     assert!(t.elapsed() < Duration::from_secs(3), "calico-node took {:?} to stop", t.elapsed());
     assert!(!std::path::Path::new(&format!("/proc/{bird}")).exists(), "BIRD {bird} outlived its agent");
     assert!(agents[0].log().contains("Shutdown completed"), "BIRD did not shut down on SIGTERM: {}", agents[0].log());
-    cluster.nodes[0].wait_route(&block_of(&pods[1].ip, 26), &format!("via {} dev eth0 proto bird", cluster.nodes[1].ip), TIMEOUT);
+    cluster.nodes[0].wait_route(&block_of(&pods[1].ip), &format!("via {} dev eth0 proto bird", cluster.nodes[1].ip), TIMEOUT);
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn five_node_mesh_announces_new_blocks_and_withdraws_released_ones() {
     let conf = cluster.calico_conf();
     let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web")).collect();
     for (j, p) in pods.iter().enumerate() {
-        wait_block_everywhere(&cluster, &block_of(&p.ip, 26), j);
+        wait_block_everywhere(&cluster, j, &block_of(&p.ip));
     }
     ping_all(&pods.iter().enumerate().collect::<Vec<_>>());
 
@@ -70,9 +70,9 @@ fn five_node_mesh_announces_new_blocks_and_withdraws_released_ones() {
     let extra = conf_with_pools(&cluster, &["extra"]);
     let t = Instant::now();
     let pod = cluster.nodes[2].add_pod(&extra, "extra");
-    let block = block_of(&pod.ip, 26);
+    let block = block_of(&pod.ip);
     assert!(block.starts_with("10.245.0."), "{block}");
-    wait_block_everywhere(&cluster, &block, 2);
+    wait_block_everywhere(&cluster, 2, &block);
     eprintln!("FIGURE 5-node mesh: a newly claimed block in every kernel {:.0} ms after the ADD began", t.elapsed().as_secs_f64() * 1e3);
     for (i, from) in pods.iter().enumerate().filter(|(i, _)| *i != 2) {
         assert!(testbed::ping(&from.netns, &pod.ip, TIMEOUT), "pod on node {} cannot reach {} in the new block", i + 1, pod.ip);
@@ -81,7 +81,7 @@ fn five_node_mesh_announces_new_blocks_and_withdraws_released_ones() {
     // Released: the pod goes (the empty block stays affine to node 3, and announced), then the pool, which
     // takes the empty block and its affinity with it.
     cluster.nodes[2].del_pod(&extra, &pod).ok();
-    wait_block_everywhere(&cluster, &block, 2);
+    wait_block_everywhere(&cluster, 2, &block);
     let t = Instant::now();
     cluster.calicoctl_ok(&["delete", "ippool", "extra"], "");
     for n in &cluster.nodes {
@@ -90,7 +90,7 @@ fn five_node_mesh_announces_new_blocks_and_withdraws_released_ones() {
     eprintln!("FIGURE 5-node mesh: a released block gone from every kernel {:.0} ms after the pool's delete", t.elapsed().as_secs_f64() * 1e3);
     // The rest is untouched: the first blocks are still everywhere, sessions stay up.
     for (j, p) in pods.iter().enumerate() {
-        wait_block_everywhere(&cluster, &block_of(&p.ip, 26), j);
+        wait_block_everywhere(&cluster, j, &block_of(&p.ip));
     }
     for a in &mut agents {
         a.wait_sessions(4, TIMEOUT);
@@ -124,8 +124,8 @@ fn nodes_in_their_own_ases_mesh_over_ebgp() {
     let conf = cluster.calico_conf();
     let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web")).collect();
     for (j, p) in pods.iter().enumerate() {
-        let block = block_of(&p.ip, 26);
-        wait_block_everywhere(&cluster, &block, j);
+        let block = block_of(&p.ip);
+        wait_block_everywhere(&cluster, j, &block);
         // The best path is the owner's own announcement (AS path of one), not the one through the third node.
         for (i, a) in agents.iter().enumerate().filter(|(i, _)| *i != j) {
             let best = a.birdc(&["show", "route", &block, "primary", "all"]).expect("birdc");

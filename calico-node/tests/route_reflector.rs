@@ -5,11 +5,11 @@
 //! originating node as next hop (a reflector does not put itself in the path). Then a second reflector with
 //! the same cluster ID; the first one crashes (agent and BIRD killed): the clients' routes stay, through the
 //! second. Needs root, bird2 and etcd.
-mod common;
+mod support;
 
-use common::*;
 use serde_json::json;
 use std::time::Duration;
+use support::*;
 use testbed::agent::Agent;
 use testbed::cluster::{Cluster, Pod, Spec};
 use testbed::ping::Pinger;
@@ -42,9 +42,9 @@ fn mesh_to_route_reflectors_without_losing_a_packet() {
     }
     let conf = cluster.calico_conf();
     let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web")).collect();
-    let blocks: Vec<String> = pods.iter().map(|p| block_of(&p.ip, 26)).collect();
+    let blocks: Vec<String> = pods.iter().map(|p| block_of(&p.ip)).collect();
     for (j, b) in blocks.iter().enumerate() {
-        wait_block_everywhere(&cluster, b, j);
+        wait_block_everywhere(&cluster, j, b);
     }
     ping_all(&pods.iter().enumerate().collect::<Vec<_>>());
     let ips: Vec<String> = cluster.nodes.iter().map(|n| n.ip.clone()).collect();
@@ -74,7 +74,7 @@ fn mesh_to_route_reflectors_without_losing_a_packet() {
         a.wait_session_set(&want.iter().map(String::as_str).collect::<Vec<_>>(), TIMEOUT);
     }
     // The reflector has left the mesh: its block reaches the others through the BGPPeer now.
-    wait_block_everywhere(&cluster, &blocks[0], 0);
+    wait_block_everywhere(&cluster, 0, &blocks[0]);
     cluster.calicoctl_ok(&["patch", "bgpconfiguration", "default", "-p", r#"{"spec":{"nodeToNodeMeshEnabled":false}}"#], "");
     for a in agents.iter_mut().skip(1) {
         a.wait_session_set(&[&node(0)], TIMEOUT);

@@ -215,12 +215,7 @@ fn sigterm_stops_bird_removes_the_state_file_and_leaves_the_routes() {
         return;
     }
     let (mut cluster, mut agents) = mesh(2);
-    let conf = cluster.calico_conf();
-    let p1 = cluster.nodes[0].add_pod(&conf, "a");
-    let p2 = cluster.nodes[1].add_pod(&conf, "b");
-    let blocks = [block_of(&p1.ip), block_of(&p2.ip)];
-    wait_block_everywhere(&cluster, 0, &blocks[0]);
-    wait_block_everywhere(&cluster, 1, &blocks[1]);
+    let (_p1, _p2, blocks) = two_pods(&mut cluster);
     let agent = &mut agents[1];
     let bird = agent.bird_pid().expect("node-2's BIRD");
     let state = calico_node::state::path(&agent.run_dir);

@@ -4,11 +4,11 @@
 //! labelled nodes with a second ToR; a BGPPeer with a password (`secretKeyRef`, read from the node's
 //! /etc/calico/secrets/<secret>/<key>) Establishes with the ToR that has the same TCP MD5 key and never with a
 //! wrong one or none, and comes up once the node's secret file is put right. Needs root, bird2, etcd and frr.
-mod common;
+mod support;
 
-use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
+use support::*;
 use testbed::cluster::{Cluster, Pod, Spec};
 use testbed::frr::{self, Frr};
 
@@ -73,7 +73,7 @@ fn tor_peers_learn_every_block_and_rack_peers_only_their_rack() {
     let conf = cluster.calico_conf();
     let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web")).collect();
     for (j, p) in pods.iter().enumerate() {
-        let block = block_of(&p.ip, 26);
+        let block = block_of(&p.ip);
         frr_a.wait_prefix(&block, TIMEOUT);
         // With the mesh on, every node announces every block to the ToR (calico#3810); one path is the owner's.
         testbed::wait_for(&format!("a path to {block} via its owner on the ToR"), TIMEOUT, || {
@@ -115,7 +115,7 @@ fn tor_peers_learn_every_block_and_rack_peers_only_their_rack() {
     }
     // The rack ToR learns the blocks from its rack's nodes only.
     for p in &pods {
-        let block = block_of(&p.ip, 26);
+        let block = block_of(&p.ip);
         frr_b.wait_prefix(&block, TIMEOUT);
         let hops = frr_next_hops(&frr_b, &block);
         assert!(!hops.is_empty() && hops.iter().all(|h| h == &ips[0] || h == &ips[1]), "rack ToR's next hops for {block}: {hops:?}");
@@ -193,7 +193,7 @@ fn md5_passwords_from_the_secret_dir_establish_only_when_they_match() {
     // The keyed sessions carry routes as any other: node 1's block from each node (the mesh), one via node 1.
     let conf = cluster.calico_conf();
     let pod = cluster.nodes[0].add_pod(&conf, "web");
-    let block = block_of(&pod.ip, 26);
+    let block = block_of(&pod.ip);
     testbed::wait_for(&format!("{block} from every node on the ToR"), TIMEOUT, || {
         let mut hops = frr_next_hops(&frr, &block);
         hops.sort();

@@ -23,9 +23,11 @@ pub struct PingCount {
     /// From ping's summary.
     pub sent: u64,
     pub received: u64,
-    /// Sequence numbers without a reply, but for the last one sent (which may have been in flight when ping
-    /// was interrupted).
+    /// Sequence numbers without a reply below the last one answered (those after it may have been in flight
+    /// when ping was interrupted: see `tail`).
     pub lost: Vec<u64>,
+    /// Requests sent after the last reply: in flight at the end, not counted as lost.
+    pub tail: u64,
     pub elapsed: Duration,
 }
 
@@ -56,6 +58,19 @@ impl Pinger {
     /// Replies so far (lines with an `icmp_seq`), without stopping it.
     pub fn replies(&self) -> usize {
         std::fs::read_to_string(&self.out).unwrap_or_default().lines().filter(|l| l.contains("bytes from")).count()
+    }
+
+    /// Waits until `more` replies beyond those seen now have come (traffic flows).
+    pub fn wait_replies(&self, more: usize, timeout: Duration) {
+        let now = self.replies();
+        crate::wait_for(&format!("{more} more ping replies from {} to {}", self.from, self.to), timeout, || {
+            let n = self.replies();
+            if n >= now + more {
+                Ok(())
+            } else {
+                Err(format!("{} new replies", n - now))
+            }
+        });
     }
 
     /// SIGINT (ping prints its summary), then the counts.
@@ -96,8 +111,9 @@ fn parse(text: &str) -> Option<PingCount> {
             seen.insert(n);
         }
     }
-    let lost = (1..sent).filter(|n| !seen.contains(n)).collect();
-    Some(PingCount { sent, received, lost, elapsed: Duration::ZERO })
+    let last = seen.last().copied().unwrap_or(0);
+    let lost = (1..last).filter(|n| !seen.contains(n)).collect();
+    Some(PingCount { sent, received, lost, tail: sent.saturating_sub(last), elapsed: Duration::ZERO })
 }
 
 #[cfg(test)]
@@ -113,6 +129,6 @@ mod tests {
                     4 packets transmitted, 2 received, 50% packet loss, time 31ms\n\
                     rtt min/avg/max/mdev = 0.090/0.095/0.101/0.005 ms\n";
         let c = parse(text).unwrap();
-        assert_eq!((c.sent, c.received, c.lost), (4, 2, vec![2]), "seq 4 was the last one sent");
+        assert_eq!((c.sent, c.received, c.lost, c.tail), (4, 2, vec![2], 1), "seq 4 was in flight");
     }
 }

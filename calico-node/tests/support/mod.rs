@@ -1,20 +1,20 @@
-//! What the agent's bed tests share: the mesh bed (etcd, a pool, an agent per node, sessions up), calicoctl
-//! as an operator runs it, Node documents read back from etcd, the BGP sessions' "since" times, a continuous
-//! ping that counts what it lost, and one-shot agent runs that must exit.
+//! What the agent's bed tests share: the mesh bed (etcd, a pool, an agent per node, sessions up), resources
+//! to apply, block routes in every node's kernel, pod-to-pod pings, calicoctl as an operator runs it, Node
+//! documents read back from etcd, the BGP sessions' "since" times, a continuous ping that counts what it
+//! lost, and one-shot agent runs that must exit.
 #![allow(dead_code)] // each test file uses its own part
 use datastore::resources::kinds::NODE;
 use datastore::store::{Datastore, Key};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use testbed::agent::Agent;
 pub use testbed::bird::Session;
-use testbed::cluster::{Cluster, ClusterNode, Spec};
+use testbed::cluster::{Cluster, ClusterNode, Pod, Spec};
 use testbed::daemon::Daemon;
+pub use testbed::ping::Pinger;
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const POOL: &str = "10.244.0.0/16";
@@ -43,15 +43,28 @@ pub fn mesh(nodes: usize) -> (Cluster, Vec<Agent>) {
     (cluster, agents)
 }
 
-/// Waits until every node has `block` of node `owner` (0-based): a blackhole there, via it elsewhere.
-pub fn wait_block_everywhere(cluster: &Cluster, owner: usize, block: &str) {
+/// Waits until every node has `block` of node `owner` (0-based): a blackhole there, `via <owner> dev eth0
+/// proto bird` elsewhere; returns the longest wait.
+pub fn wait_block_everywhere(cluster: &Cluster, owner: usize, block: &str) -> Duration {
+    let mut longest = Duration::ZERO;
     for (i, n) in cluster.nodes.iter().enumerate() {
-        if i == owner {
-            n.wait_route(block, "blackhole", TIMEOUT);
-        } else {
-            n.wait_route(block, &format!("via {} dev eth0 proto bird", cluster.nodes[owner].ip), TIMEOUT);
-        }
+        let expect = if i == owner { "blackhole".to_string() } else { format!("via {} dev eth0 proto bird", cluster.nodes[owner].ip) };
+        let (_, took) = n.wait_route(block, &expect, TIMEOUT);
+        longest = longest.max(took);
     }
+    longest
+}
+
+/// A pod on node-1 ("a") and one on node-2 ("b"), their blocks routed on every node; returns the pods and
+/// their blocks.
+pub fn two_pods(cluster: &mut Cluster) -> (Pod, Pod, [String; 2]) {
+    let conf = cluster.calico_conf();
+    let p1 = cluster.nodes[0].add_pod(&conf, "a");
+    let p2 = cluster.nodes[1].add_pod(&conf, "b");
+    let blocks = [block_of(&p1.ip), block_of(&p2.ip)];
+    wait_block_everywhere(cluster, 0, &blocks[0]);
+    wait_block_everywhere(cluster, 1, &blocks[1]);
+    (p1, p2, blocks)
 }
 
 /// Checks (now, no waiting) that every node still has `block` of `owner`.
@@ -64,6 +77,59 @@ pub fn block_everywhere_now(cluster: &Cluster, owner: usize, block: &str) -> Res
         }
     }
     Ok(())
+}
+
+/// An IPPool resource (no encapsulation, as the bed routes natively).
+pub fn pool(name: &str, cidr: &str, block_size: u8) -> Value {
+    json!({"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": name},
+           "spec": {"cidr": cidr, "blockSize": block_size, "ipipMode": "Never", "vxlanMode": "Never", "natOutgoing": false}})
+}
+
+pub fn bgp_peer(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": name}, "spec": spec})
+}
+
+pub fn bgp_configuration(spec: Value) -> Value {
+    json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPConfiguration", "metadata": {"name": "default"}, "spec": spec})
+}
+
+/// Starts an agent on every node with `env`, then waits until each is ready; returns them and the time from
+/// the first start to the last ready.
+pub fn start_agents(cluster: &Cluster, env: &[(&str, &str)]) -> (Vec<Agent>, Instant) {
+    let started = Instant::now();
+    let mut agents: Vec<Agent> = cluster.nodes.iter().map(|n| Agent::start(cluster, n, env)).collect();
+    for a in &mut agents {
+        a.wait_ready(TIMEOUT);
+    }
+    (agents, started)
+}
+
+/// `cni-calico` conf restricted to the pools named (`ipam.ipv4_pools`).
+pub fn conf_with_pools(cluster: &Cluster, pools: &[&str]) -> Value {
+    let mut conf = cluster.calico_conf();
+    conf["ipam"]["ipv4_pools"] = json!(pools);
+    conf
+}
+
+/// Every pod reaches every other pod.
+pub fn ping_all(pods: &[(usize, &Pod)]) {
+    for (i, from) in pods {
+        for (j, to) in pods {
+            if i != j {
+                assert!(testbed::ping(&from.netns, &to.ip, TIMEOUT), "pod on node {} cannot reach pod {} on node {}", i + 1, to.ip, j + 1);
+            }
+        }
+    }
+}
+
+/// Asserts that the route to `prefix` on `node` keeps containing `expect` for `window` (checked every 10 ms).
+pub fn route_holds(node: &testbed::cluster::ClusterNode, prefix: &str, expect: &str, window: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let r = node.route(prefix);
+        assert!(r.lines().any(|l| l.contains(expect)), "{prefix} on {} changed: {r:?} (expected {expect:?})", node.name);
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The built calicoctl on the cluster's etcd; `stdin` for `apply -f -`. Returns (success, stdout + stderr).
@@ -97,7 +163,12 @@ pub fn since(agent: &Agent) -> BTreeMap<String, Session> {
 
 /// The BIRD protocol name of a mesh peer.
 pub fn mesh_name(ip: &str) -> String {
-    format!("Mesh_{}", ip.replace(['.', ':'], "_"))
+    session_name("Mesh", ip)
+}
+
+/// A protocol name of a session with `ip` (`Mesh_10_250_0_2`).
+pub fn session_name(prefix: &str, ip: &str) -> String {
+    format!("{prefix}_{}", ip.replace(['.', ':'], "_"))
 }
 
 /// Peak RSS (VmHWM, KiB) of a process.
@@ -111,82 +182,11 @@ pub fn bird_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "bird")
 }
 
-/// `ping -i 0.01` from a pod netns, running until `stop`; its output in a file.
-pub struct Pinger {
-    child: Option<Child>,
-    out: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// What a `Pinger` saw.
-#[derive(Debug)]
-pub struct Loss {
-    pub transmitted: u64,
-    pub received: u64,
-    /// Echo requests with no reply among those before the last answered one: the packets the fault lost.
-    pub lost: u64,
-    /// Requests after the last reply (in flight when ping stopped): not counted as lost.
-    pub tail: u64,
-}
-
-impl Pinger {
-    pub fn start(netns: &str, to: &str) -> Pinger {
-        let dir = tempfile::tempdir().expect("ping dir");
-        let out = dir.path().join("ping.out");
-        let file = std::fs::File::create(&out).expect("ping output");
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", netns, "ping", "-n", "-i", "0.01", to]).stdin(Stdio::null()).stdout(file).stderr(Stdio::null());
-        // SAFETY: one prctl between fork and exec: the ping dies with the test thread.
-        unsafe {
-            c.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
-        }
-        let p = Pinger { child: Some(c.spawn().expect("start ping")), out, _dir: dir };
-        // Flowing before the fault: a first run of replies.
-        p.wait_replies(20);
-        p
-    }
-
-    fn replies(&self) -> Vec<u64> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines().filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok()).collect()
-    }
-
-    /// Waits until `more` replies beyond those seen now have come (traffic flows).
-    pub fn wait_replies(&self, more: usize) {
-        let now = self.replies().len();
-        testbed::wait_for(&format!("{more} more ping replies"), TIMEOUT, || {
-            let n = self.replies().len();
-            if n >= now + more {
-                Ok(())
-            } else {
-                Err(format!("{} new replies", n - now))
-            }
-        });
-    }
-
-    /// Stops the ping (SIGINT: it prints its summary) and counts.
-    pub fn stop(mut self) -> Loss {
-        let mut child = self.child.take().expect("running");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
-        let _ = child.wait();
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let transmitted = text.lines().find_map(|l| l.split(" packets transmitted").next().filter(|_| l.contains("packets transmitted")));
-        let transmitted: u64 = transmitted.and_then(|t| t.trim().parse().ok()).expect("ping summary");
-        let mut seqs = self.replies();
-        seqs.sort_unstable();
-        seqs.dedup();
-        let last = seqs.last().copied().unwrap_or(0);
-        Loss { transmitted, received: seqs.len() as u64, lost: last - seqs.len() as u64, tail: transmitted.saturating_sub(last) }
-    }
-}
-
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `ping -i 0.01` from a pod netns to `to`, flowing (20 replies) before it returns.
+pub fn pinger(netns: &str, to: &str) -> Pinger {
+    let p = Pinger::start(netns, to, Duration::from_millis(10));
+    p.wait_replies(20, TIMEOUT);
+    p
 }
 
 /// Runs calico-node once on `node` with the environment `Agent::start` gives plus `env` (an empty value
