@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 echo "== building (release)"
 source scripts/release.sh
+source scripts/ping-matrix.sh
 release_build --quiet -p cni-ipam -p calicoctl
 
 T=$(mktemp -d /tmp/calico-rs-demo.XXXXXX)
@@ -62,16 +63,8 @@ echo; echo "== routes inside ${PODS[0]}"
 ip -n "${PODS[0]}" route | sed 's/^/  /'
 
 echo; echo "== ping matrix (from row to column)"
-printf '  %-16s' ""; for q in "${PODS[@]}"; do printf '%-16s' "$q"; done; echo
 fail=0
-for p in "${PODS[@]}"; do
-  printf '  %-16s' "$p"
-  for q in "${PODS[@]}"; do
-    if [ "$p" = "$q" ]; then printf '%-16s' "-"; continue; fi
-    if ip netns exec "$p" ping -c1 -W2 "${ADDR[$q]}" >/dev/null 2>&1; then printf '%-16s' "ok"; else printf '%-16s' "FAIL"; fail=1; fi
-  done
-  echo
-done
+ping_matrix "" "${PODS[@]}" || fail=1
 
 echo; echo "== IPAM block usage (calicoctl ipam show --show-blocks)"
 "${CTL[@]}" ipam show --show-blocks | sed 's/^/  /'

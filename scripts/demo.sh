@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh --all >/dev/null
 echo "== building (release)"
 source scripts/release.sh
+source scripts/ping-matrix.sh
 release_build --quiet -p cni-ipam -p calicoctl -p calico-node
 
 N=3
@@ -123,21 +124,8 @@ done
 bird_routes() { [ "$(ip -n crs-demo-n$1 route | grep -c 'proto bird')" -ge $(( N )) ]; }
 for i in $(seq 1 $N); do wait_for 30 "node-$i's routes to the other nodes' blocks" bird_routes $i; done
 
-matrix() {
-  printf '  %-16s' ""; for q in "${PODS[@]}"; do printf '%-16s' "${q#crs-demo-}"; done; echo
-  local fail=0
-  for p in "${PODS[@]}"; do
-    printf '  %-16s' "${p#crs-demo-}"
-    for q in "${PODS[@]}"; do
-      if [ "$p" = "$q" ]; then printf '%-16s' "-"; continue; fi
-      if ip netns exec "$p" ping -c1 -W2 "${ADDR[$q]}" >/dev/null 2>&1; then printf '%-16s' "ok"; else printf '%-16s' "FAIL"; fail=1; fi
-    done
-    echo
-  done
-  return $fail
-}
 echo; echo "== ping matrix across nodes (from row to column)"
-matrix
+ping_matrix crs-demo- "${PODS[@]}"
 
 echo; echo "== ip route on node-1"
 ip -n crs-demo-n1 route | sed 's/^/  /'
@@ -178,7 +166,7 @@ CALICO_RUN_DIR="$T/node-2/run" "$CTL" node status | sed 's/^/  /'
 echo "== ip route on node-2 (next hops are still the nodes that own the blocks)"
 ip -n crs-demo-n2 route | grep 'proto bird' | sed 's/^/  /'
 echo; echo "== ping matrix after the switch"
-matrix
+ping_matrix crs-demo- "${PODS[@]}"
 sent=$(echo "$summary" | awk '{print $1}'); got=$(echo "$summary" | awk '{print $4}')
 
 echo; echo "== teardown"

@@ -14,7 +14,8 @@ use datastore::resources::API_VERSION;
 use datastore::store::{Json, Key, Kind, Revision, Store, StoreError};
 use serde_json::{Map, Value};
 
-/// Kubernetes' `ObjectMeta` fields, which calicoctl accepts in `metadata` (the server sets the others).
+/// Kubernetes' `ObjectMeta` fields in their struct order: what calicoctl accepts in `metadata` (the server sets
+/// the others), and the order `-o json` writes them in.
 pub const OBJECT_META: &[&str] = &[
     "name",
     "generateName",

@@ -2,6 +2,7 @@
 //! `Daemon` guard (stderr to the host's `log/bird.log`: give the config a `log stderr all;`), queried with
 //! `birdc -s <ctl>`. Config, control socket and pid file are in the host's dir on the machine, so birdc needs
 //! no namespace. `birdc`/`parse_protocols` also serve for a BIRD someone else started (an agent's).
+use crate::cluster::ClusterNode;
 use crate::daemon::Daemon;
 use crate::host::Host;
 use std::collections::BTreeMap;
@@ -31,6 +32,38 @@ pub struct Bird {
     pub ctl: PathBuf,
     /// When `start` spawned it (the start of a time-to-Established measurement).
     pub started: Instant,
+}
+
+/// Calico's overrides of BIRD's BGP timers (bird.cfg.template's bgp_template); BIRD's own are 5 s, 120 s, 60,300.
+pub const CALICO_TIMERS: &str = "connect delay time 2; connect retry time 5; error wait time 5,30;";
+/// The AS of the hand-written mesh (Calico's default).
+pub const MESH_AS: u32 = 64512;
+
+/// The protocol name of a mesh session with `ip`, as calico-node names it (`Mesh_10_250_0_2`).
+pub fn mesh_name(ip: &str) -> String {
+    format!("Mesh_{}", ip.replace(['.', ':'], "_"))
+}
+
+/// A hand-written node config for BIRD alone, the shape calico-node renders: device + direct (next hops of
+/// iBGP routes resolve over eth0's subnet), the kernel gets statics and BGP routes, `blocks` announced as
+/// blackholes, one iBGP session per peer with Calico's passive rule (the side whose address *string* is
+/// greater connects), `timers` in the template.
+pub fn mesh_config(me: &ClusterNode, peers: &[&ClusterNode], blocks: &[String], timers: &str) -> String {
+    let routes: String = blocks.iter().map(|b| format!("  route {b} blackhole;\n")).collect();
+    let mut c = format!(
+        "log stderr all;\nrouter id {ip};\n\
+         protocol device {{ scan time 2; }}\n\
+         protocol direct {{ ipv4; interface \"eth0\"; }}\n\
+         protocol kernel {{ ipv4 {{ import none; export where source ~ [ RTS_STATIC, RTS_BGP ]; }}; }}\n\
+         protocol static blocks {{\n  ipv4;\n{routes}}}\n\
+         template bgp mesh {{\n  local {ip} as {MESH_AS};\n  {timers}\n  ipv4 {{ import all; export where proto = \"blocks\"; next hop self; }};\n}}\n",
+        ip = me.ip
+    );
+    for p in peers {
+        let passive = if p.ip > me.ip { " passive on;" } else { "" };
+        c += &format!("protocol bgp {} from mesh {{ neighbor {} as {MESH_AS};{passive} }}\n", mesh_name(&p.ip), p.ip);
+    }
+    c
 }
 
 /// One row of `show protocols`.

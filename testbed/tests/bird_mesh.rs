@@ -5,38 +5,10 @@
 //! Needs root, bird2, etcd; run with `--nocapture` to see the figures.
 use datastore::store::{Datastore, Key, Kind};
 use std::time::{Duration, Instant};
-use testbed::bird::{self, Bird};
+use testbed::bird::{self, mesh_config, mesh_name, Bird, CALICO_TIMERS};
 use testbed::cluster::{Cluster, ClusterNode, Spec};
 
-/// Calico's overrides of BIRD's BGP timers (bird.cfg.template's bgp_template); BIRD's own are 5 s, 120 s, 60,300.
-const CALICO_TIMERS: &str = "connect delay time 2; connect retry time 5; error wait time 5,30;";
-const AS: u32 = 64512;
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn mesh_name(ip: &str) -> String {
-    format!("Mesh_{}", ip.replace('.', "_"))
-}
-
-/// The node's BIRD config: device + direct (next hops of iBGP routes resolve over eth0's subnet), the kernel
-/// gets statics and BGP routes, `blocks` announces the node's blocks, one session per other node with Calico's
-/// passive rule (the side whose address *string* is greater connects).
-fn mesh_config(me: &ClusterNode, peers: &[&ClusterNode], blocks: &[String], timers: &str) -> String {
-    let routes: String = blocks.iter().map(|b| format!("  route {b} blackhole;\n")).collect();
-    let mut c = format!(
-        "log stderr all;\nrouter id {ip};\n\
-         protocol device {{ scan time 2; }}\n\
-         protocol direct {{ ipv4; interface \"eth0\"; }}\n\
-         protocol kernel {{ ipv4 {{ import none; export where source ~ [ RTS_STATIC, RTS_BGP ]; }}; }}\n\
-         protocol static blocks {{\n  ipv4;\n{routes}}}\n\
-         template bgp mesh {{\n  local {ip} as {AS};\n  {timers}\n  ipv4 {{ import all; export where proto = \"blocks\"; next hop self; }};\n}}\n",
-        ip = me.ip
-    );
-    for p in peers {
-        let passive = if p.ip > me.ip { " passive on;" } else { "" };
-        c += &format!("protocol bgp {} from mesh {{ neighbor {} as {AS};{passive} }}\n", mesh_name(&p.ip), p.ip);
-    }
-    c
-}
 
 fn others(cluster: &Cluster, me: usize) -> Vec<&ClusterNode> {
     cluster.nodes.iter().enumerate().filter(|(i, _)| *i != me).map(|(_, n)| n).collect()

@@ -6,12 +6,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testbed::agent::Agent;
-use testbed::bird::Bird;
+use testbed::bird::{mesh_config, Bird};
 use testbed::cluster::{Cluster, ClusterNode};
 
 /// Calico's overrides of BIRD's BGP timers (bird.cfg.template's bgp_template); BIRD's own are 5 s, 120 s, 60,300.
-pub const CALICO_TIMERS: &str = "connect delay time 2; connect retry time 5; error wait time 5,30;";
-const AS: u32 = 64512;
 /// Where the agent keeps BIRD's config, as the node sees it (CALICO_CONF_DIR's default).
 const AGENT_CONF: &str = "/etc/calico/calico-node/bird.conf";
 
@@ -95,30 +93,6 @@ pub fn announce_by_hand(node: &ClusterNode, agent: &Agent, prefix: &str) {
     std::fs::rename(node.path(&staged), &path).expect("rename config");
     let reply = agent.birdc(&["configure", &format!("\"{AGENT_CONF}\"")]).unwrap_or_else(|e| panic!("birdc configure: {e}"));
     assert!(reply.contains("Reconfigur"), "birdc configure: {reply}");
-}
-
-pub fn mesh_name(ip: &str) -> String {
-    format!("Mesh_{}", ip.replace('.', "_"))
-}
-
-/// BIRD alone, as testbed/tests/bird_mesh.rs writes it: device + direct, the kernel gets statics and BGP
-/// routes, `blocks` announced as blackholes, one session per other node with Calico's passive rule.
-pub fn mesh_config(me: &ClusterNode, peers: &[&ClusterNode], blocks: &[String], timers: &str) -> String {
-    let routes: String = blocks.iter().map(|b| format!("  route {b} blackhole;\n")).collect();
-    let mut c = format!(
-        "log stderr all;\nrouter id {ip};\n\
-         protocol device {{ scan time 2; }}\n\
-         protocol direct {{ ipv4; interface \"eth0\"; }}\n\
-         protocol kernel {{ ipv4 {{ import none; export where source ~ [ RTS_STATIC, RTS_BGP ]; }}; }}\n\
-         protocol static blocks {{\n  ipv4;\n{routes}}}\n\
-         template bgp mesh {{\n  local {ip} as {AS};\n  {timers}\n  ipv4 {{ import all; export where proto = \"blocks\"; next hop self; }};\n}}\n",
-        ip = me.ip
-    );
-    for p in peers {
-        let passive = if p.ip > me.ip { " passive on;" } else { "" };
-        c += &format!("protocol bgp {} from mesh {{ neighbor {} as {AS};{passive} }}\n", mesh_name(&p.ip), p.ip);
-    }
-    c
 }
 
 /// Starts BIRD alone on every node (node i announcing `blocks[i]`) with `timers`; returns the birds and when

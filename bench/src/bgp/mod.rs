@@ -6,9 +6,9 @@ mod bed;
 mod monitor;
 
 use crate::stats::{median, ms, pct, table};
-use bed::CALICO_TIMERS;
 use monitor::RouteMonitor;
 use std::time::{Duration, Instant};
+use testbed::bird::CALICO_TIMERS;
 use testbed::cluster::{Cluster, Spec};
 
 /// The most a route may take to reach a kernel, or a bed to converge, before the run fails.

@@ -2,27 +2,11 @@
 //! the values Calico stores in etcd): the envelope in its struct order (`kind`, `apiVersion`, `metadata`,
 //! `spec`, `status`; a list's `items` last), `metadata` in Kubernetes' `ObjectMeta` order, everything else
 //! sorted by key, and strings escaped as Go escapes them (`<`, `>`, `&` as `\u003c`, `\u003e`, `\u0026`).
+use crate::resource::OBJECT_META;
 use serde_json::Value;
 use std::fmt::Write;
 
 const ENVELOPE: &[&str] = &["kind", "apiVersion", "metadata", "spec", "status", "items"];
-const OBJECT_META: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
 
 #[derive(Clone, Copy)]
 enum Ctx {

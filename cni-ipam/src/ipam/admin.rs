@@ -99,22 +99,11 @@ pub fn apply(store: &mut dyn Store, res: &Resources) -> Result<(), IpamError> {
             }
         }
         let key = Key::pool(pool.name.clone());
-        match load::<PoolResource>(store, &key)? {
-            Some((old, rev)) => {
-                let old = Pool::from_resource(&old).map_err(|e| IpamError::corrupt(&key, e))?;
-                if old.cidr != pool.cidr || old.block_size != pool.block_size {
-                    return Err(IpamError::InvalidPool {
-                        name: pool.name.clone(),
-                        reason: format!(
-                            "cidr and blockSize cannot change (stored {}/{}, given {}/{})",
-                            old.cidr, old.block_size, pool.cidr, pool.block_size
-                        ),
-                    });
-                }
-                ops.push(Op::Update { key, value: encode(&pool.to_resource())?, rev });
-            }
-            None => ops.push(Op::Create { key, value: encode(&pool.to_resource())? }),
-        }
+        let value = encode(&pool.to_resource())?;
+        ops.push(match stored_revision_unchanged(store, pool)? {
+            Some(rev) => Op::Update { key, value, rev },
+            None => Op::Create { key, value },
+        });
         if !names.contains(&pool.name) {
             names.push(pool.name.clone());
         }
@@ -354,6 +343,24 @@ pub fn resource_ops(store: &dyn Store, key: &Key, value: Option<Json>, rev: Opti
     Ok(vec![record])
 }
 
+/// The revision of the stored pool of `pool`'s name (None: there is none), refused when its `cidr` or
+/// `blockSize` differ: its blocks were carved with them.
+fn stored_revision_unchanged(store: &dyn Store, pool: &Pool) -> Result<Option<Revision>, IpamError> {
+    let key = Key::pool(pool.name.clone());
+    let Some((old, rev)) = load::<PoolResource>(store, &key)? else { return Ok(None) };
+    let old = Pool::from_resource(&old).map_err(|e| IpamError::corrupt(&key, e))?;
+    if old.cidr != pool.cidr || old.block_size != pool.block_size {
+        return Err(IpamError::InvalidPool {
+            name: pool.name.clone(),
+            reason: format!(
+                "spec.cidr and spec.blockSize cannot change (stored {}/{}, given {}/{})",
+                old.cidr, old.block_size, pool.cidr, pool.block_size
+            ),
+        });
+    }
+    Ok(Some(rev))
+}
+
 /// A pool's record and its entry in the pool index, after the checks `apply` makes.
 fn pool_write_ops(store: &dyn Store, record: Op, value: &Json) -> Result<Vec<Op>, IpamError> {
     let res: PoolResource = value.decode().map_err(|e| IpamError::InvalidPool { name: record.key().to_string(), reason: e.to_string() })?;
@@ -361,19 +368,7 @@ fn pool_write_ops(store: &dyn Store, record: Op, value: &Json) -> Result<Vec<Op>
     for other in stored_pools(store)?.iter().filter(|o| o.name != pool.name) {
         check_overlap(&pool, other)?;
     }
-    let key = Key::pool(pool.name.clone());
-    if let Some((old, _)) = load::<PoolResource>(store, &key)? {
-        let old = Pool::from_resource(&old).map_err(|e| IpamError::corrupt(&key, e))?;
-        if old.cidr != pool.cidr || old.block_size != pool.block_size {
-            return Err(IpamError::InvalidPool {
-                name: pool.name.clone(),
-                reason: format!(
-                    "spec.cidr and spec.blockSize cannot change (stored {}/{}, given {}/{})",
-                    old.cidr, old.block_size, pool.cidr, pool.block_size
-                ),
-            });
-        }
-    }
+    stored_revision_unchanged(store, &pool)?;
     let mut ops = vec![record];
     let names_rec = load::<PoolNames>(store, &Key::PoolNames)?;
     let mut names = names_rec.as_ref().map(|n| n.0.names.clone()).unwrap_or_default();
