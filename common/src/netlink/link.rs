@@ -67,14 +67,7 @@ impl Netlink {
     pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
-                _ => None,
-            })),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_link(msg)
     }
 
     /// `ip link show <index>`: the link with ifindex `index`. On kernels with commit facd15dfd691 ("net: core: synchronize link-watch
@@ -83,6 +76,11 @@ impl Netlink {
     pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
+        self.get_link(msg)
+    }
+
+    /// One RTM_GETLINK for the link `msg` names; None if the kernel has no such link.
+    fn get_link(&mut self, msg: LinkMessage) -> io::Result<Option<Link>> {
         match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
