@@ -250,7 +250,7 @@ fn startup_md(ours: &[f64], defaults: &[f64], calicos: &[f64]) -> String {
          From spawning the first of three processes (started back to back) to the last of the six sessions \
          Established in `birdc show protocols` (polled every 5 ms). calico-node's time includes reading the \
          datastore, registering the Node, rendering and checking the config and starting BIRD; its first run \
-         registers the nodes, the others restart them. BIRD alone is testbed/tests/bird_mesh.rs's hand-written config.\n\n",
+         registers the nodes, the others restart them. BIRD alone is `testbed::bird::mesh_config`'s hand-written config.\n\n",
         table(&["what", "median ms", "min", "max", "runs", "vs Calico's timers"], &rows)
     )
 }
