@@ -316,15 +316,13 @@ impl<'a> Agent<'a> {
         let Some(node) = self.model.records.get(&Key::resource(&NODE, me).path()) else { return };
         let doc = node.1.value.to_value();
         let labels: BTreeMap<String, String> = serde_json::from_value(doc["metadata"]["labels"].clone()).unwrap_or_default();
-        let recorded = nodes.iter().find(|n| n.name == me).and_then(|n| n.vtep(false)).and_then(|v| match v.ip {
-            std::net::IpAddr::V4(ip) => Some(tunnel::Vtep { ip, mac: v.mac }),
-            std::net::IpAddr::V6(_) => None,
-        });
+        let mine = nodes.iter().find(|n| n.name == me);
+        let recorded = [false, true].map(|v6| mine.and_then(|n| n.vtep(v6)).map(|v| tunnel::Vtep { ip: v.ip, mac: v.mac }));
         if tunnel::is_settled(&pools, &labels, recorded, me) {
             return;
         }
         match tunnel::reconcile_vxlan(self.store, me) {
-            Ok(vtep) => info!(?vtep, "VXLAN tunnel endpoint recorded"),
+            Ok(vteps) => info!(?vteps, "VXLAN tunnel endpoints recorded"),
             Err(e) => warn!(error = %e, "VXLAN tunnel endpoint not settled; trying again at the next change"),
         }
     }

@@ -1,7 +1,8 @@
 //! calico-node with VXLAN (issue 14), end to end: nodes in two subnets behind a router that knows no pool,
 //! the agent (CALICO_NETWORKING_BACKEND=vxlan, no BIRD) allocating each node's tunnel address, recording its
 //! VTEP in the Node resource and programming the routes, neighbours and FDB entries; the pod MTU the agent
-//! writes; natOutgoing from the pool; and an agent killed and restarted without touching the kernel state.
+//! writes; VXLAN over IPv6 for IPv6 pods; natOutgoing from the pool; and an agent killed and restarted without
+//! touching the kernel state.
 //! Needs root, etcd and nft (scripts/deps.sh --all).
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -219,4 +220,78 @@ fn a_killed_agent_restarts_without_touching_routes_neighbours_or_fdb() {
     assert!(routes.contains("192.0.2.1"), "the monitor saw the probe route:\n{routes}");
     let touched: Vec<&str> = routes.lines().filter(|l| l.contains("vxlan.calico") || l.contains("proto 80") || l.contains("blackhole")).collect();
     assert!(touched.is_empty(), "the restart touched the agent's routes, neighbours or device:\n{routes}");
+}
+
+/// The /122 holding an IPv6 address.
+fn block6_of(ip: &str) -> String {
+    let a: std::net::Ipv6Addr = ip.parse().expect("pod IPv6");
+    format!("{}/122", std::net::Ipv6Addr::from(u128::from(a) & !0x3f))
+}
+
+/// VXLAN over IPv6: an IPv6 pool with `vxlanMode: Always` gives each node a VTEP of that family (its tunnel
+/// address from the pool under `vxlan-v6-tunnel-addr-<node>`, a MAC of its own, both in the Node resource),
+/// `vxlan-v6.calico` carries IPv6 pods across the router, and the pod MTU is the host's less 70.
+#[test]
+fn vxlan_over_ipv6_carries_ipv6_pods_across_subnets() {
+    if !available("vxlan_over_ipv6_carries_ipv6_pods_across_subnets") {
+        return;
+    }
+    let mut cluster = Cluster::new(&Spec::subnets(&[1, 1]).with_etcd());
+    cluster.ipam(&["pool", "add", "--name", "bed6", "--cidr", "fd00:244::/112", "--block-size", "122", "--vxlan-mode", "Always"]);
+    let mut agents: Vec<Agent> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let ip6 = format!("{}/64", n.ip6);
+            Agent::start(&cluster, n, &[VXLAN[0], ("IP6", &ip6)])
+        })
+        .collect();
+    for a in &mut agents {
+        a.wait_ready(TIMEOUT);
+    }
+    let mut conf = cluster.calico_conf();
+    conf["ipam"]["assign_ipv4"] = "false".into();
+    conf["ipam"]["assign_ipv6"] = "true".into();
+    let pods: Vec<Pod> = cluster.nodes.iter_mut().map(|n| n.add_pod(&conf, "web6")).collect();
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let (p1, p2) = (&pods[0], &pods[1]);
+    assert!(p2.ip.contains(':'), "an IPv6-only pod: {}", p2.ip);
+
+    let (vtep2, mac2) = testbed::wait_for("node-2's IPv6 VTEP in its Node", TIMEOUT, || {
+        let node: serde_json::Value =
+            serde_json::from_str(&calicoctl(&cluster, &["get", "node", &n2.name, "-o", "json"])).map_err(|e| e.to_string())?;
+        match (node["spec"]["ipv6VXLANTunnelAddr"].as_str(), node["spec"]["vxlanTunnelMACAddrV6"].as_str()) {
+            (Some(ip), Some(mac)) => Ok((ip.to_string(), mac.to_string())),
+            _ => Err(format!("spec now: {}", node["spec"])),
+        }
+    });
+    assert!(vtep2.starts_with("fd00:244::"), "the tunnel address comes from the pool: {vtep2}");
+    let who = calicoctl(&cluster, &["ipam", "show", "--ip", &vtep2]);
+    assert!(who.contains("vxlan-v6-tunnel-addr-node-2"), "{who}");
+    let node2: serde_json::Value = serde_json::from_str(&calicoctl(&cluster, &["get", "node", &n2.name, "-o", "json"])).expect("node JSON");
+    assert!(node2["spec"]["ipv4VXLANTunnelAddr"].is_null(), "no IPv4 VXLAN pool, no IPv4 VTEP: {}", node2["spec"]);
+
+    // IPv6 routes print their metric before `onlink`.
+    let (route, _) = n1.wait_route(&block6_of(&p2.ip), &format!("via {vtep2} dev vxlan-v6.calico proto 80"), TIMEOUT);
+    assert!(route.contains(" onlink"), "{route}");
+    let fdb = n1.exec("bridge", &["fdb", "show", "dev", "vxlan-v6.calico"]);
+    assert!(fdb.contains(&mac2) && fdb.contains(&format!("dst {}", n2.ip6)), "{fdb}");
+    let mtu = std::fs::read_to_string(n1.path("/var/lib/calico/mtu")).expect("the agent wrote the MTU file");
+    assert_eq!(mtu, "1430", "host MTU 1500 less VXLAN-over-IPv6's 70");
+
+    nft(
+        &cluster.router,
+        "table inet crs-test {\n chain forwarding {\n  type filter hook forward priority 0; policy accept;\n\
+         ip6 saddr fd00:244::/112 counter comment \"pod-src\"\n\
+         ip6 daddr fd00:244::/112 counter comment \"pod-dst\"\n\
+         ip6 saddr fd00:250::/32 ip6 daddr fd00:250::/32 udp dport 4789 counter comment \"vxlan\"\n }\n}\n",
+    );
+    testbed::probe::wait_ping(&p1.netns, &p2.ip, TIMEOUT);
+    assert!(ping_df(&p1.netns, &p2.ip, 56, 5) && ping_df(&p2.netns, &p1.ip, 56, 5));
+    assert!(ping_df(&p1.netns, &p2.ip, 1430 - 48, 3), "a full-size ping (IPv6 + ICMPv6 headers: 48) crosses");
+    assert!(!ping_df(&p1.netns, &p2.ip, 1430 - 47, 1), "one byte more does not leave the pod");
+    let (src, dst, vxlan) = (counter(&cluster.router, "pod-src"), counter(&cluster.router, "pod-dst"), counter(&cluster.router, "vxlan"));
+    eprintln!("FIGURE router (IPv6): {vxlan} UDP 4789 packets between nodes, {src} from and {dst} to pod addresses");
+    assert_eq!((src, dst), (0, 0), "no pod address crosses the router");
+    assert!(vxlan >= 20, "{vxlan}");
 }
