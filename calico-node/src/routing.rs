@@ -96,7 +96,7 @@ impl Routing {
                 return outcome;
             }
         };
-        match dataplane::apply(nl, &plan, &Options::for_host_mtu(host_mtu)) {
+        match dataplane::apply(nl, &plan, &Options::with(host_mtu, &s.tunnel_mtu)) {
             Ok(report) => {
                 if report.changes() > 0 {
                     info!(?report, "routing programmed");
@@ -133,7 +133,7 @@ impl Routing {
                 }
             }
         }
-        let pod_mtu = mtu::pod_mtu(host_mtu, &mtu::tunnels(&pools));
+        let pod_mtu = mtu::pod_mtu(host_mtu, &mtu::tunnels(&pools), &s.tunnel_mtu);
         if self.mtu != Some(pod_mtu) {
             match mtu::write_mtu_file(&s.lib_dir.join("mtu"), pod_mtu) {
                 Ok(()) => {

@@ -61,6 +61,9 @@ pub struct Settings {
     /// `WAIT_FOR_DATASTORE=true` (Calico's): startup waits for a datastore that does not answer instead of
     /// exiting 1.
     pub wait_for_datastore: bool,
+    /// Tunnel device MTUs the operator set (`FELIX_VXLANMTU`, `FELIX_VXLANMTUV6`, `FELIX_IPINIPMTU`; 0 or
+    /// unset: the host's less the overhead). The smallest in use is the pod MTU.
+    pub tunnel_mtu: dataplane::mtu::Configured,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,19 @@ impl Settings {
             }
             None => Some(DEFAULT_ROUTE_REFRESH),
         };
+        let mtu = |var: &str, min: u32| -> Result<Option<u32>, SettingsError> {
+            let Some(v) = get(var) else { return Ok(None) };
+            match v.parse::<u32>() {
+                Ok(0) => Ok(None),
+                Ok(n) if (min..=65535).contains(&n) => Ok(Some(n)),
+                _ => Err(bad(var, format!("{v:?} is not an MTU (0 for automatic, or {min}-65535)"))),
+            }
+        };
+        let tunnel_mtu = dataplane::mtu::Configured {
+            vxlan: mtu("FELIX_VXLANMTU", 68)?,
+            vxlan_v6: mtu("FELIX_VXLANMTUV6", 1280)?,
+            ipip: mtu("FELIX_IPINIPMTU", 68)?,
+        };
         Ok(Settings {
             node_name,
             ipv4,
@@ -138,6 +154,7 @@ impl Settings {
             debounce,
             route_refresh,
             wait_for_datastore: get("WAIT_FOR_DATASTORE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            tunnel_mtu,
         })
     }
 
@@ -200,6 +217,9 @@ mod tests {
         assert_eq!(s.vxlan, VxlanConfig::default());
         assert_eq!(s.route_refresh, Some(Duration::from_secs(90)));
         assert!(!s.wait_for_datastore);
+        assert_eq!(s.tunnel_mtu, dataplane::mtu::Configured::default());
+        let s = Settings::from_env(&env(&[("FELIX_VXLANMTU", "1400"), ("FELIX_IPINIPMTU", "0")]), "h").unwrap();
+        assert_eq!(s.tunnel_mtu, dataplane::mtu::Configured { vxlan: Some(1400), ..Default::default() });
         assert!(Settings::from_env(&env(&[("WAIT_FOR_DATASTORE", "true")]), "h").unwrap().wait_for_datastore);
         let s = Settings::from_env(&env(&[("FELIX_ROUTEREFRESHINTERVAL", "0")]), "h").unwrap();
         assert_eq!(s.route_refresh, None, "0 turns it off, as Felix's");
@@ -229,6 +249,9 @@ mod tests {
             (vec![("FELIX_ROUTEREFRESHINTERVAL", "-1")], "FELIX_ROUTEREFRESHINTERVAL"),
             (vec![("FELIX_ROUTEREFRESHINTERVAL", "NaN")], "FELIX_ROUTEREFRESHINTERVAL"),
             (vec![("FELIX_ROUTEREFRESHINTERVAL", "soon")], "FELIX_ROUTEREFRESHINTERVAL"),
+            (vec![("FELIX_VXLANMTU", "-1")], "FELIX_VXLANMTU"),
+            (vec![("FELIX_VXLANMTU", "70000")], "FELIX_VXLANMTU"),
+            (vec![("FELIX_VXLANMTUV6", "1000")], "FELIX_VXLANMTUV6"),
         ] {
             let e = Settings::from_env(&env(&pairs), "h").unwrap_err();
             assert_eq!(e.var, var, "{pairs:?}: {e}");

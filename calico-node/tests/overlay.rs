@@ -144,10 +144,16 @@ fn cross_subnet_and_nat_outgoing_follow_the_pool() {
     let mut cluster = Cluster::new(&Spec::subnets(&[2, 1]).with_etcd());
     let internet = cluster.add_host("internet", 1, &[]).ip.clone();
     cluster.ipam(&["pool", "add", "--name", "bed", "--cidr", "10.244.0.0/16", "--block-size", "26", "--vxlan-mode", "CrossSubnet", "--nat-outgoing"]);
-    let (_agents, pods) = start(&mut cluster, VXLAN);
+    // An operator's VXLAN MTU (Calico's veth_mtu), in place of the host's less 50.
+    let (_agents, pods) = start(&mut cluster, &[VXLAN[0], ("FELIX_VXLANMTU", "1400")]);
     let (n1, n2, n3) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let (p1, p2, p3) = (&pods[0], &pods[1], &pods[2]);
     let vtep3 = vtep_of(&cluster, n3);
+    assert_eq!(std::fs::read_to_string(n1.path("/var/lib/calico/mtu")).expect("MTU file"), "1400");
+    let device = n1.ip(&["link", "show", "vxlan.calico"]);
+    assert!(device.contains("mtu 1400"), "{device}");
+    let eth0 = testbed::ip(&["-n", &p1.netns, "link", "show", "eth0"]);
+    assert!(eth0.contains("mtu 1400"), "{eth0}");
     n1.wait_route(&block_of(&p2.ip), &format!("via {} dev eth0 proto 80", n2.ip), TIMEOUT);
     n1.wait_route(&block_of(&p3.ip), &format!("via {vtep3} dev vxlan.calico proto 80 onlink"), TIMEOUT);
     wait_ping(&p1.netns, &p2.ip);

@@ -59,10 +59,32 @@ pub fn tunnels(pools: &[Pool]) -> Vec<Tunnel> {
     out
 }
 
+/// Tunnel MTUs an operator set (Felix's `VXLANMTU`, `VXLANMTUV6`, `IPIPMTU`: `FELIX_VXLANMTU`,
+/// `FELIX_VXLANMTUV6`, `FELIX_IPINIPMTU`, which Calico's manifests fill from `veth_mtu`); None: the host's
+/// MTU less the overhead (`ConfigureDefaultMTUs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Configured {
+    pub vxlan: Option<u32>,
+    pub vxlan_v6: Option<u32>,
+    pub ipip: Option<u32>,
+}
+
+impl Configured {
+    /// The MTU of `tunnel`'s device on a host whose uplink MTU is `host_mtu`.
+    pub fn device_mtu(&self, tunnel: Tunnel, host_mtu: u32) -> u32 {
+        let set = match tunnel {
+            Tunnel::Vxlan => self.vxlan,
+            Tunnel::VxlanV6 => self.vxlan_v6,
+            Tunnel::Ipip => self.ipip,
+        };
+        set.unwrap_or_else(|| tunnel.device_mtu(host_mtu))
+    }
+}
+
 /// The pod MTU: the smallest device MTU of the tunnels in use, or the host's when there is none
 /// (`determinePodMTU`).
-pub fn pod_mtu(host_mtu: u32, tunnels: &[Tunnel]) -> u32 {
-    tunnels.iter().map(|t| t.device_mtu(host_mtu)).min().unwrap_or(host_mtu)
+pub fn pod_mtu(host_mtu: u32, tunnels: &[Tunnel], configured: &Configured) -> u32 {
+    tunnels.iter().map(|t| configured.device_mtu(*t, host_mtu)).min().unwrap_or(host_mtu)
 }
 
 /// Felix's default `mtuIfacePattern`, `^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)`: the names of
@@ -118,12 +140,24 @@ mod tests {
 
     #[test]
     fn pod_mtu_is_the_host_mtu_less_the_largest_overhead() {
-        assert_eq!(pod_mtu(1500, &[]), 1500);
-        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan]), 1450);
-        assert_eq!(pod_mtu(1500, &[Tunnel::Ipip]), 1480);
-        assert_eq!(pod_mtu(9000, &[Tunnel::Ipip, Tunnel::Vxlan]), 8950);
-        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan, Tunnel::VxlanV6]), 1430);
-        assert_eq!(pod_mtu(10, &[Tunnel::Vxlan]), 0, "no underflow");
+        let auto = Configured::default();
+        assert_eq!(pod_mtu(1500, &[], &auto), 1500);
+        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan], &auto), 1450);
+        assert_eq!(pod_mtu(1500, &[Tunnel::Ipip], &auto), 1480);
+        assert_eq!(pod_mtu(9000, &[Tunnel::Ipip, Tunnel::Vxlan], &auto), 8950);
+        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan, Tunnel::VxlanV6], &auto), 1430);
+        assert_eq!(pod_mtu(10, &[Tunnel::Vxlan], &auto), 0, "no underflow");
+    }
+
+    #[test]
+    fn configured_tunnel_mtus_replace_the_computed_ones() {
+        let set = Configured { vxlan: Some(1400), ..Configured::default() };
+        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan], &set), 1400);
+        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan, Tunnel::VxlanV6], &set), 1400, "the smaller of 1400 and 1430");
+        assert_eq!(pod_mtu(1500, &[Tunnel::Ipip], &set), 1480, "only the tunnels in use count");
+        assert_eq!(pod_mtu(1500, &[], &set), 1500);
+        let v6 = Configured { vxlan_v6: Some(1300), ..Configured::default() };
+        assert_eq!(pod_mtu(1500, &[Tunnel::Vxlan, Tunnel::VxlanV6], &v6), 1300);
     }
 
     #[test]

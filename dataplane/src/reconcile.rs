@@ -26,11 +26,16 @@ pub struct Options {
 impl Options {
     /// Felix's defaults on a host whose uplink MTU is `host_mtu`.
     pub fn for_host_mtu(host_mtu: u32) -> Options {
+        Options::with(host_mtu, &crate::mtu::Configured::default())
+    }
+
+    /// The device MTUs on a host whose uplink MTU is `host_mtu`, with what the operator `configured`.
+    pub fn with(host_mtu: u32, configured: &crate::mtu::Configured) -> Options {
         use crate::mtu::Tunnel;
         Options {
-            vxlan_mtu: Tunnel::Vxlan.device_mtu(host_mtu),
-            vxlan_v6_mtu: Tunnel::VxlanV6.device_mtu(host_mtu),
-            ipip_mtu: Tunnel::Ipip.device_mtu(host_mtu),
+            vxlan_mtu: configured.device_mtu(Tunnel::Vxlan, host_mtu),
+            vxlan_v6_mtu: configured.device_mtu(Tunnel::VxlanV6, host_mtu),
+            ipip_mtu: configured.device_mtu(Tunnel::Ipip, host_mtu),
         }
     }
 }

@@ -36,7 +36,7 @@ impl Bed {
         let mut pod_mtu = 0;
         for n in &cluster.nodes {
             let host_mtu = with_netlink(n, |nl| mtu::host_mtu(&nl.links().expect("links")));
-            pod_mtu = mtu::pod_mtu(host_mtu, &mtu::tunnels(&pools));
+            pod_mtu = mtu::pod_mtu(host_mtu, &mtu::tunnels(&pools), &mtu::Configured::default());
             // What the agent does before the CNI plugin runs: cni-calico reads it on ADD (its config has no mtu).
             mtu::write_mtu_file(&n.path(mtu::MTU_FILE), pod_mtu).expect("write MTU file");
         }
