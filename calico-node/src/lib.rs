@@ -8,6 +8,7 @@ pub mod agent;
 pub mod autodetect;
 pub mod bird;
 pub mod birdc;
+pub mod health;
 pub mod register;
 pub mod routing;
 pub mod settings;

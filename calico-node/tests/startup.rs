@@ -1,7 +1,7 @@
 //! calico-node's startup on cluster beds over etcd (issue 13): the node name from the host name, the address
 //! from each autodetection method, `AS`, operator labels kept over a restart, `bgpconfigurations/default`,
 //! `/var/lib/calico/nodename`; the refusals (another node's address, bad environment, no etcd), which write
-//! nothing; `WAIT_FOR_DATASTORE`; and SIGTERM. Needs root, bird2 and etcd (scripts/deps.sh --all).
+//! nothing; `WAIT_FOR_DATASTORE`; SIGTERM; and the health probes of Calico's manifests. Needs root, bird2 and etcd (scripts/deps.sh --all).
 mod support;
 
 use datastore::resources::kinds::{BGP_CONFIGURATION, NODE};
@@ -235,4 +235,46 @@ fn sigterm_stops_bird_removes_the_state_file_and_leaves_the_routes() {
     assert!(learned.contains(&format!("via {} dev eth0 proto bird", cluster.nodes[0].ip)), "{learned:?}");
     assert!(node.route(&blocks[1]).contains("blackhole"), "{:?}", node.route(&blocks[1]));
     eprintln!("SIGTERM to exit 0: {took:?}");
+}
+
+/// `calico-node` run as a probe, on the machine, against `agent`'s run and lib dirs: (exit code, stdout).
+fn probe(agent: &Agent, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(testbed::target_dir().join("calico-node"))
+        .env_clear()
+        .env("CALICO_RUN_DIR", &agent.run_dir)
+        .env("CALICO_LIB_DIR", &agent.lib_dir)
+        .args(args)
+        .output()
+        .expect("run calico-node as a probe");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The probes of Calico's manifests (`calico-node -felix-ready -bird-ready`, `health --felix-live
+/// --bird-live`) pass on a running mesh; an agent stopped is neither live; its peer is not BGP-ready while
+/// the session is down.
+#[test]
+fn health_probes_follow_the_agent_and_its_sessions() {
+    if !available("health_probes_follow_the_agent_and_its_sessions") {
+        return;
+    }
+    let (cluster, mut agents) = mesh(2);
+    for a in &agents {
+        assert_eq!(probe(a, &["-felix-ready", "-bird-ready"]), (0, String::new()), "{}", a.node);
+        assert_eq!(probe(a, &["health", "--felix-live", "--bird-live", "--bird6-ready"]), (0, String::new()), "{}: no IPv6 peers is ready", a.node);
+    }
+    assert_eq!(agents[1].stop().and_then(|s| s.code()), Some(0));
+    let (code, out) = probe(&agents[1], &["-felix-live"]);
+    assert_eq!((code, out.trim()), (1, "calico/node is not ready: Felix is not live: the agent is not running"));
+    let (code, out) = probe(&agents[1], &["-bird-live"]);
+    assert!(code == 1 && out.starts_with("calico/node is not ready: bird is not live"), "{code} {out}");
+    let gone = cluster.nodes[1].ip.clone();
+    testbed::wait_for("node-1 not BGP-ready", TIMEOUT, || match probe(&agents[0], &["-bird-ready"]) {
+        (1, out) if out.contains(&format!("BGP not established with {gone}")) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    // After the threshold one session would do; node-1 has none up.
+    let (code, _) = probe(&agents[0], &["-bird-ready", "-threshold-time", "0s"]);
+    assert_eq!(code, 1);
+    assert_eq!(probe(&agents[0], &["-felix-live", "-bird-live"]).0, 0, "node-1 itself is live");
+    assert_eq!(probe(&agents[0], &["--no-such-check"]).0, 2);
 }
