@@ -9,6 +9,7 @@ pub mod autodetect;
 pub mod bird;
 pub mod birdc;
 pub mod health;
+pub mod pools;
 pub mod register;
 pub mod routing;
 pub mod settings;

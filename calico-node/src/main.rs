@@ -97,6 +97,9 @@ fn run() -> Result<(), String> {
     if register::ensure_default_bgp_configuration(opened.datastore()).map_err(|e| e.to_string())? {
         info!("created bgpconfigurations/default");
     }
+    for name in calico_node::pools::ensure(opened.datastore(), &settings.default_pools)? {
+        info!(pool = name, "created the default IP pool");
+    }
     for d in [&settings.run_dir, &settings.lib_dir, &settings.conf_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }

@@ -64,6 +64,8 @@ pub struct Settings {
     /// Tunnel device MTUs the operator set (`FELIX_VXLANMTU`, `FELIX_VXLANMTUV6`, `FELIX_IPINIPMTU`; 0 or
     /// unset: the host's less the overhead). The smallest in use is the pod MTU.
     pub tunnel_mtu: dataplane::mtu::Configured,
+    /// The pools startup creates when the datastore has none of a family (`CALICO_IPV4POOL_*`, ...).
+    pub default_pools: crate::pools::DefaultPools,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +157,7 @@ impl Settings {
             route_refresh,
             wait_for_datastore: get("WAIT_FOR_DATASTORE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             tunnel_mtu,
+            default_pools: crate::pools::from_env(&get)?,
         })
     }
 

@@ -137,6 +137,8 @@ fn bad_environment_exits_1_naming_the_variable_and_writes_nothing() {
         (vec![("CALICO_NETWORKING_BACKEND", "gobgp")], "CALICO_NETWORKING_BACKEND"),
         (vec![("DATASTORE_TYPE", "etcdv3"), ("ETCD_ENDPOINTS", "")], "ETCD_ENDPOINTS"),
         (vec![("IP_AUTODETECTION_METHOD", "sometimes"), ("IP", "autodetect")], "IP_AUTODETECTION_METHOD"),
+        (vec![("CALICO_IPV4POOL_BLOCK_SIZE", "33")], "CALICO_IPV4POOL_BLOCK_SIZE"),
+        (vec![("NO_DEFAULT_POOLS", "true"), ("CALICO_IPV4POOL_CIDR", "10.0.0.0/16")], "CALICO_IPV4POOL_CIDR"),
     ] {
         let (status, log) = run_to_exit(&cluster, node, &env, TIMEOUT);
         assert_eq!(status.code(), Some(1), "{env:?}: {log}");
@@ -149,6 +151,48 @@ fn bad_environment_exits_1_naming_the_variable_and_writes_nothing() {
     assert!(session.list(Kind::Resource(&NODE)).expect("nodes").is_empty());
     assert!(session.get(&Key::resource(&BGP_CONFIGURATION, "default")).expect("read").is_none());
     assert!(!node.path("/var/lib/calico/nodename").exists());
+}
+
+/// On a datastore without pools the first agent creates Calico's default pools from `CALICO_IPV4POOL_*` /
+/// `CALICO_IPV6POOL_*`; a later agent with other values creates none, as a family with a pool is left alone;
+/// a pod gets its address from the default pool.
+#[test]
+fn the_first_agent_creates_the_default_pools_from_the_environment() {
+    if !available("the_first_agent_creates_the_default_pools_from_the_environment") {
+        return;
+    }
+    let mut cluster = Cluster::new(&Spec::nodes(2).with_etcd());
+    let env = [
+        ("CALICO_IPV4POOL_CIDR", "10.77.0.0/16"),
+        ("CALICO_IPV4POOL_BLOCK_SIZE", "28"),
+        ("CALICO_IPV4POOL_VXLAN", "always"),
+        ("CALICO_IPV6POOL_CIDR", "fd00:77::/48"),
+    ];
+    let mut first = Agent::start(&cluster, &cluster.nodes[0], &env);
+    first.wait_ready(TIMEOUT);
+    let mut second = Agent::start(&cluster, &cluster.nodes[1], &[("CALICO_IPV4POOL_CIDR", "10.88.0.0/16")]);
+    second.wait_ready(TIMEOUT);
+    let pools: serde_json::Value = serde_json::from_str(&cluster.calicoctl_ok(&["get", "ippools", "-o", "json"], "")).expect("pools JSON");
+    let specs: Vec<(String, serde_json::Value)> = pools["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["metadata"]["name"].as_str().unwrap_or_default().to_string(), p["spec"].clone()))
+        .collect();
+    assert_eq!(specs.len(), 2, "one pool per family, none from the second agent: {specs:?}");
+    let v4 = &specs.iter().find(|(n, _)| n == "default-ipv4-ippool").expect("default-ipv4-ippool").1;
+    assert_eq!(
+        (v4["cidr"].as_str(), v4["blockSize"].as_u64(), v4["vxlanMode"].as_str(), v4["natOutgoing"].as_bool()),
+        (Some("10.77.0.0/16"), Some(28), Some("Always"), Some(true)),
+        "{v4}"
+    );
+    let v6 = &specs.iter().find(|(n, _)| n == "default-ipv6-ippool").expect("default-ipv6-ippool").1;
+    assert_eq!((v6["cidr"].as_str(), v6["blockSize"].as_u64()), (Some("fd00:77::/48"), Some(122)), "{v6}");
+    let conf = cluster.calico_conf();
+    let pod = cluster.nodes[1].add_pod(&conf, "web");
+    assert!(pod.ip.starts_with("10.77."), "{}", pod.ip);
+    assert!(full_log(&first).contains("created the default IP pool"));
+    assert!(!full_log(&second).contains("created the default IP pool"));
 }
 
 /// calico-node does not retry an etcd it cannot reach at startup: it exits 1 naming the datastore, and its
