@@ -146,12 +146,7 @@ pub fn ensure(store: &dyn Datastore, pools: &DefaultPools) -> Result<Vec<&'stati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
+    use testbed::env_of as env;
 
     #[test]
     fn calicos_defaults_and_variables() {

@@ -202,12 +202,7 @@ fn address(value: Option<String>, method: Option<String>, v6: bool) -> Result<Ad
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
+    use testbed::env_of as env;
 
     #[test]
     fn defaults_are_calicos() {

@@ -164,12 +164,7 @@ fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<DatastoreConf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
+    use testbed::env_of as env;
 
     #[test]
     fn the_environment_chooses_like_calicoctl() {

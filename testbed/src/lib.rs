@@ -58,6 +58,13 @@ pub fn clean_up_on_panic() {
     }));
 }
 
+/// An environment of `pairs` for code that reads variables through a `Fn(&str) -> Option<String>` (settings
+/// parsers under test).
+pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: std::collections::BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |k| m.get(k).cloned()
+}
+
 /// True when the tests may build namespaces; in CI a missing privilege is a failure, not a skip.
 pub fn root_or_skip(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
