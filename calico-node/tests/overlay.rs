@@ -4,11 +4,10 @@
 //! writes; VXLAN over IPv6 for IPv6 pods; natOutgoing from the pool; and an agent killed and restarted without
 //! touching the kernel state.
 //! Needs root, etcd and nft (scripts/deps.sh --all).
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use testbed::agent::Agent;
 use testbed::cluster::{Cluster, ClusterNode, Pod, Spec};
-use testbed::host::Host;
 use testbed::probe::{counter, nft, ping_df};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,20 +179,6 @@ fn cross_subnet_and_nat_outgoing_follow_the_pool() {
     assert!(!ping_df(&p1.netns, &internet, 56, 1), "without natOutgoing the outside cannot answer a pod address");
 }
 
-/// Lines of `cmd` (a monitor) run on `host` until `f` returns; the monitor is killed afterwards.
-fn monitored<T>(host: &Host, args: &[&str], f: impl FnOnce() -> T) -> (T, String) {
-    let log = host.log_dir().join(format!("monitor-{}.log", args.join("-")));
-    let file = std::fs::File::create(&log).expect("monitor log");
-    let mut c = host.command(args[0]);
-    c.args(&args[1..]).stdout(file).stderr(Stdio::null());
-    let mut child = c.spawn().expect("spawn monitor");
-    let out = f();
-    assert!(child.try_wait().expect("monitor status").is_none(), "{args:?} ran the whole time");
-    let _ = child.kill();
-    let _ = child.wait();
-    (out, std::fs::read_to_string(&log).unwrap_or_default())
-}
-
 #[test]
 fn a_killed_agent_restarts_without_touching_routes_neighbours_or_fdb() {
     if !available("a_killed_agent_restarts_without_touching_routes_neighbours_or_fdb") {
@@ -207,8 +192,8 @@ fn a_killed_agent_restarts_without_touching_routes_neighbours_or_fdb() {
     n1.wait_route(&block_of(&pods[1].ip), &format!("via {vtep2} dev vxlan.calico"), TIMEOUT);
     wait_ping(&pods[0].netns, &pods[1].ip);
     let state_file = agents[0].run_dir.join("calico-node.json");
-    let ((), routes) = monitored(n1, &["ip", "monitor", "route", "neigh", "link"], || {
-        let ((), fdb) = monitored(n1, &["bridge", "monitor", "fdb"], || {
+    let ((), routes) = n1.monitored(&["ip", "monitor", "route", "neigh", "link"], || {
+        let ((), fdb) = n1.monitored(&["bridge", "monitor", "fdb"], || {
             agents[0].kill();
             let _ = std::fs::remove_file(agents[0].lib_dir.join("nodename"));
             let _ = std::fs::remove_file(&state_file);

@@ -60,30 +60,36 @@ fn mesh_to_route_reflectors_without_losing_a_packet() {
     };
 
     // 1. Mesh to one reflector, pinging from node 3's pod to node 4's all the while.
+    // Nodes 3 and 4's route and neighbour changes meanwhile are kept for the message if a ping is lost.
+    let ping_started = datastore::resources::metadata::rfc3339_now();
     let pinger = Pinger::start(&pods[2].netns, &pods[3].ip, Duration::from_millis(10));
-    make_reflector(&cluster, "node-1");
-    cluster.apply(&[bgp_peer(
-        "peer-with-route-reflectors",
-        // A short restart time, so a crashed reflector's routes go stale and leave within the test (below).
-        json!({"nodeSelector": "all()", "peerSelector": "route-reflector == 'true'", "maxRestartTime": "5s"}),
-    )]);
-    agents[0].wait_session_set(&[&node(1), &node(2), &node(3)], TIMEOUT);
-    for (i, a) in agents.iter_mut().enumerate().skip(1) {
-        let mut want: Vec<String> = (1..4).filter(|j| *j != i).map(mesh).collect();
-        want.push(node(0));
-        a.wait_session_set(&want.iter().map(String::as_str).collect::<Vec<_>>(), TIMEOUT);
-    }
-    // The reflector has left the mesh: its block reaches the others through the BGPPeer now.
-    wait_block_everywhere(&cluster, 0, &blocks[0]);
-    cluster.calicoctl_ok(&["patch", "bgpconfiguration", "default", "-p", r#"{"spec":{"nodeToNodeMeshEnabled":false}}"#], "");
-    for a in agents.iter_mut().skip(1) {
-        a.wait_session_set(&[&node(0)], TIMEOUT);
-    }
-    clients_route_directly(&cluster, &[1, 2, 3]);
-    for b in [2, 3] {
-        let other = 5 - b;
-        route_holds(&cluster.nodes[b], &blocks[other], &format!("via {} dev eth0 proto bird", ips[other]), Duration::from_secs(2));
-    }
+    let (((), on3), on4) = cluster.nodes[3].monitored(&["ip", "-ts", "monitor", "route", "neigh"], || {
+        cluster.nodes[2].monitored(&["ip", "-ts", "monitor", "route", "neigh"], || {
+            make_reflector(&cluster, "node-1");
+            cluster.apply(&[bgp_peer(
+                "peer-with-route-reflectors",
+                // A short restart time, so a crashed reflector's routes go stale and leave within the test (below).
+                json!({"nodeSelector": "all()", "peerSelector": "route-reflector == 'true'", "maxRestartTime": "5s"}),
+            )]);
+            agents[0].wait_session_set(&[&node(1), &node(2), &node(3)], TIMEOUT);
+            for (i, a) in agents.iter_mut().enumerate().skip(1) {
+                let mut want: Vec<String> = (1..4).filter(|j| *j != i).map(mesh).collect();
+                want.push(node(0));
+                a.wait_session_set(&want.iter().map(String::as_str).collect::<Vec<_>>(), TIMEOUT);
+            }
+            // The reflector has left the mesh: its block reaches the others through the BGPPeer now.
+            wait_block_everywhere(&cluster, 0, &blocks[0]);
+            cluster.calicoctl_ok(&["patch", "bgpconfiguration", "default", "-p", r#"{"spec":{"nodeToNodeMeshEnabled":false}}"#], "");
+            for a in agents.iter_mut().skip(1) {
+                a.wait_session_set(&[&node(0)], TIMEOUT);
+            }
+            clients_route_directly(&cluster, &[1, 2, 3]);
+            for b in [2, 3] {
+                let other = 5 - b;
+                route_holds(&cluster.nodes[b], &blocks[other], &format!("via {} dev eth0 proto bird", ips[other]), Duration::from_secs(2));
+            }
+        })
+    });
     let count = pinger.finish();
     eprintln!(
         "FIGURE mesh -> route reflector: ping every 10 ms node 3 -> node 4: {} sent, {} received over {:.1} s",
@@ -91,7 +97,10 @@ fn mesh_to_route_reflectors_without_losing_a_packet() {
         count.received,
         count.elapsed.as_secs_f64()
     );
-    assert!(count.lost.is_empty() && count.sent > 100, "lost during the switch to a route reflector: {count:?}");
+    assert!(
+        count.lost.is_empty() && count.sent > 100,
+        "lost during the switch to a route reflector: {count:?} (ping started {ping_started}, one every 10 ms)\nnode-3:\n{on3}\nnode-4:\n{on4}"
+    );
     for (i, p) in bird_paths(&agents[2], &blocks[3]).iter().enumerate() {
         assert!(p.contains(&format!("[{} ", node(0))), "node 3's path {i} to node 4's block is not from the reflector: {p}");
     }

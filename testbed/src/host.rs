@@ -188,6 +188,21 @@ impl Host {
         crate::daemon::Daemon::spawn(name, cmd, &self.log_dir().join(format!("{name}.log")))
     }
 
+    /// Runs `f` while the monitor `args` (`ip monitor route neigh`, `bridge monitor fdb`) runs in the host's
+    /// namespaces; returns `f`'s result and what the monitor printed meanwhile.
+    pub fn monitored<T>(&self, args: &[&str], f: impl FnOnce() -> T) -> (T, String) {
+        let log = self.log_dir().join(format!("monitor-{}.log", args.join("-")));
+        let file = File::create(&log).expect("monitor log");
+        let mut c = self.command(args[0]);
+        c.args(&args[1..]).stdout(file).stderr(Stdio::null());
+        let mut child = c.spawn().expect("spawn monitor");
+        let out = f();
+        assert!(child.try_wait().expect("monitor status").is_none(), "{args:?} ran the whole time");
+        let _ = child.kill();
+        let _ = child.wait();
+        (out, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
     /// `ip route show <prefix>` on the host (IPv6 when the prefix has a colon), trimmed.
     pub fn route(&self, prefix: &str) -> String {
         let fam = if prefix.contains(':') { "-6" } else { "-4" };
