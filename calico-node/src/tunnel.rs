@@ -24,27 +24,14 @@ pub const VXLAN_V6_ATTR_TYPE: &str = "vxlanV6TunnelAddress";
 /// What differs between the two families' VTEPs.
 struct Family {
     v6: bool,
-    handle_prefix: &'static str,
     attr_type: &'static str,
     addr_field: &'static str,
     mac_field: &'static str,
 }
 
 const FAMILIES: [Family; 2] = [
-    Family {
-        v6: false,
-        handle_prefix: VXLAN_HANDLE_PREFIX,
-        attr_type: VXLAN_ATTR_TYPE,
-        addr_field: "ipv4VXLANTunnelAddr",
-        mac_field: "vxlanTunnelMACAddr",
-    },
-    Family {
-        v6: true,
-        handle_prefix: VXLAN_V6_HANDLE_PREFIX,
-        attr_type: VXLAN_V6_ATTR_TYPE,
-        addr_field: "ipv6VXLANTunnelAddr",
-        mac_field: "vxlanTunnelMACAddrV6",
-    },
+    Family { v6: false, attr_type: VXLAN_ATTR_TYPE, addr_field: "ipv4VXLANTunnelAddr", mac_field: "vxlanTunnelMACAddr" },
+    Family { v6: true, attr_type: VXLAN_V6_ATTR_TYPE, addr_field: "ipv6VXLANTunnelAddr", mac_field: "vxlanTunnelMACAddrV6" },
 ];
 
 pub fn vxlan_handle(node: &str, v6: bool) -> String {
@@ -110,7 +97,7 @@ pub fn reconcile_vxlan(store: &dyn Datastore, node: &str) -> Result<[Option<Vtep
     let mut out = [None, None];
     for (f, slot) in FAMILIES.iter().zip(out.iter_mut()) {
         let recorded = spec.get(f.addr_field).and_then(|a| a.as_str()).and_then(|a| a.parse::<IpAddr>().ok()).filter(|ip| ip.is_ipv6() == f.v6);
-        let handle = format!("{}{node}", f.handle_prefix);
+        let handle = vxlan_handle(node, f.v6);
         let pools = vxlan_pools(&all_pools, &labels, f.v6);
         let keep = recorded.filter(|ip| pools.iter().any(|p| p.cidr.contains(ip)));
         let ip = match (keep, pools.is_empty()) {
