@@ -14,6 +14,24 @@ use crate::status;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// `calico-node health FLAGS...` (or the flags alone, as older manifests write them): the exit code, with a
+/// failure on stdout and a usage error on stderr.
+pub fn main(flags: &[String], env: &dyn Fn(&str) -> Option<String>) -> i32 {
+    match parse(flags) {
+        Ok(checks) => match run(&checks, &Paths::from_env(env)) {
+            Ok(()) => 0,
+            Err(e) => {
+                println!("{e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
 /// Which checks, as the command line asked for them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Checks {

@@ -27,20 +27,7 @@ fn main() {
         // `calico-node health --felix-ready --bird-ready`, or the older `calico-node -felix-ready -bird-ready`.
         let flags = if args[0] == "health" { &args[1..] } else { &args[..] };
         if args[0] == "health" || args[0].starts_with('-') && !matches!(args[0].as_str(), "-h" | "--help") {
-            let code = match calico_node::health::parse(flags) {
-                Ok(checks) => match calico_node::health::run(&checks, &calico_node::health::Paths::from_env(&|k| std::env::var(k).ok())) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        println!("{e}");
-                        1
-                    }
-                },
-                Err(e) => {
-                    eprintln!("{e}");
-                    2
-                }
-            };
-            std::process::exit(code);
+            std::process::exit(calico_node::health::main(flags, &|k| std::env::var(k).ok()));
         }
         eprintln!("usage: calico-node\n  runs the node agent (BGP with BIRD 2, VXLAN, natOutgoing); configured by environment (NODENAME, IP, IP6, AS, DATASTORE_TYPE, ETCD_ENDPOINTS, ...)\n       calico-node health [--felix-live] [--felix-ready] [--bird-live] [--bird-ready] [--bird6-live] [--bird6-ready] [--threshold-time 30s]\n  the probes of Calico's manifests (also as -felix-ready -bird-ready)");
         std::process::exit(2);

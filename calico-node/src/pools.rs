@@ -117,15 +117,18 @@ pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<DefaultPools, Se
 /// Creates each default pool whose family has no pool in the datastore (with the pool index, as calicoctl's
 /// writes do). Another node creating it first is not an error. Returns the names created.
 pub fn ensure(store: &dyn Datastore, pools: &DefaultPools) -> Result<Vec<&'static str>, String> {
+    let mut session = store.lock().map_err(|e| format!("datastore: {e}"))?;
+    // Read leniently (a pool written around calicoctl, even one that fails its checks, still counts).
+    let families: Vec<bool> = session
+        .list(Kind::Resource(&IPPOOL))
+        .map_err(|e| format!("datastore: {e}"))?
+        .iter()
+        .filter_map(|(_, r)| r.value.to_value()["spec"]["cidr"].as_str().and_then(|c| c.parse::<IpNet>().ok()))
+        .map(|c| c.addr().is_ipv6())
+        .collect();
     let mut created = Vec::new();
     for pool in [&pools.v4, &pools.v6].into_iter().flatten() {
-        let v6 = pool.spec.cidr.contains(':');
-        let mut session = store.lock().map_err(|e| format!("datastore: {e}"))?;
-        let present = session.list(Kind::Resource(&IPPOOL)).map_err(|e| format!("datastore: {e}"))?.iter().any(|(_, r)| {
-            let cidr = r.value.to_value()["spec"]["cidr"].as_str().and_then(|c| c.parse::<IpNet>().ok());
-            cidr.is_some_and(|c| c.addr().is_ipv6() == v6)
-        });
-        if present {
+        if families.contains(&pool.spec.cidr.contains(':')) {
             continue;
         }
         let uid = new_uid().unwrap_or_else(|_| format!("{}-{}", pool.name, std::process::id()));
@@ -136,6 +139,7 @@ pub fn ensure(store: &dyn Datastore, pools: &DefaultPools) -> Result<Vec<&'stati
         let ops = cni_ipam::ipam::admin::resource_ops(&*session, &key, Some(value), None).map_err(|e| format!("{}: {e}", pool.name))?;
         match session.commit(&ops) {
             Ok(_) => created.push(pool.name),
+            // Another node's agent made it first.
             Err(e) if e.is_conflict() => {}
             Err(e) => return Err(format!("{}: {e}", pool.name)),
         }
